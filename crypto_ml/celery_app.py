@@ -1,0 +1,59 @@
+"""The Celery application: ``celery -A crypto_ml worker`` and ``celery -A crypto_ml flower``.
+
+Settings use Celery's lowercase names. Each says what it trades off.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from .config import get_settings
+
+__all__ = ["app", "LIGHT_QUEUE", "HEAVY_QUEUE", "QUEUES"]
+
+#: Cheap models (naive, drift, linear, SVR): many tasks, each milliseconds.
+LIGHT_QUEUE = "crypto_ml.light"
+#: Deep models: few tasks, each seconds to minutes, each worker holding TensorFlow.
+HEAVY_QUEUE = "crypto_ml.heavy"
+QUEUES = (LIGHT_QUEUE, HEAVY_QUEUE)
+
+_settings = get_settings()
+
+app = Celery("crypto_ml", include=["crypto_ml.tasks"])
+app.conf.update(
+    broker_url=_settings.broker_url,
+    result_backend=_settings.result_backend,
+    # JSON only, both ways: a pickled message is rejected before it is decoded,
+    # so publishing to the queue cannot run code on a worker.
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    result_accept_content=["json"],
+    task_queues=[Queue(name) for name in QUEUES],
+    task_default_queue=LIGHT_QUEUE,
+    # acks_late: a task whose worker dies is redelivered, so it may run twice;
+    # tasks are pure functions of their payload and results are keyed by task
+    # id, so a second run overwrites the first with the same value.
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    # One message at a time per process: a long task never holds others hostage.
+    worker_prefetch_multiplier=1,
+    # Soft limit raises inside the task (it fails cleanly, reported per coin);
+    # the hard limit kills the process if even that hangs.
+    task_soft_time_limit=_settings.task_timeout,
+    task_time_limit=_settings.task_timeout + 60,
+    # Results are read once by the producer; a day leaves room to re-read after a crash.
+    result_expires=24 * 3600,
+    # Events feed Flower; the sent event shows queued tasks too.
+    worker_send_task_events=True,
+    task_send_sent_event=True,
+    task_track_started=True,
+    # Keep reconnecting after a broker restart instead of exiting.
+    broker_connection_retry_on_startup=True,
+    broker_connection_max_retries=None,
+    # Recycle a process that grew past this (KiB) after its current task, rather
+    # than --max-tasks-per-child 1, which paid the TensorFlow import on every task.
+    worker_max_memory_per_child=1_500_000,
+    worker_hijack_root_logger=False,
+)

@@ -1,0 +1,118 @@
+"""The celery engine: the same task functions, run by workers over the broker."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from .engines import Engine, TaskFunction, TaskOutcome
+from .exceptions import EngineError
+
+__all__ = ["CeleryEngine", "ping_workers", "queue_for_payload", "to_json_safe"]
+
+log = logging.getLogger(__name__)
+
+
+def ping_workers(timeout: float = 1.0) -> dict[str, int]:
+    """Workers answering on the configured broker, with their pool sizes.
+
+    Returns:
+        ``{node name: processes}``; empty when the broker or every worker is silent.
+    """
+    from .celery_app import app
+
+    try:
+        with app.connection_for_write() as connection:
+            # Fail fast when the broker is down instead of retrying for minutes.
+            connection.ensure_connection(max_retries=1, timeout=timeout)
+            stats = app.control.inspect(timeout=timeout, connection=connection).stats() or {}
+    except Exception as exc:  # noqa: BLE001 - any broker error means "no worker"
+        log.info("no broker at %s: %s", app.conf.broker_url, exc)
+        return {}
+    return {node: int(info.get("pool", {}).get("max-concurrency", 1)) for node, info in stats.items()}
+
+
+def queue_for_payload(payload: dict[str, Any]) -> str:
+    """The queue a payload belongs on: heavy models go to their own worker pool."""
+    from .celery_app import HEAVY_QUEUE, LIGHT_QUEUE
+    from .models.registry import HEAVY_MODELS
+
+    return HEAVY_QUEUE if payload.get("model") in HEAVY_MODELS else LIGHT_QUEUE
+
+
+def to_json_safe(value: Any) -> Any:
+    """Arrays to lists and numpy scalars to Python numbers, recursively."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {key: to_json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json_safe(item) for item in value]
+    return value
+
+
+class CeleryEngine(Engine):
+    """Sends each payload as one task and yields results as workers finish them.
+
+    Args:
+        workers: Total worker processes answering (sizes batches); None asks the broker.
+        timeout: Seconds to wait for the whole map before reporting the
+            unfinished payloads as timed out; None uses ``CRYPTO_ML_TASK_TIMEOUT``.
+    """
+
+    name = "celery"
+
+    def __init__(self, workers: int | None = None, timeout: float | None = None) -> None:
+        from .config import get_settings
+
+        if workers is None:
+            workers = sum(ping_workers(get_settings().probe_timeout).values())
+        self.slots = max(int(workers or 1), 1)
+        self.timeout = timeout or get_settings().task_timeout
+
+    def map(self, function: TaskFunction, payloads: list[dict[str, Any]]) -> Iterator[TaskOutcome]:
+        from celery.exceptions import TimeoutError as CeleryTimeoutError
+        from celery.result import ResultSet
+
+        from .celery_app import app
+
+        if not payloads:
+            return
+        task_name = f"crypto_ml.{function.__name__}"
+        sent = [
+            app.send_task(task_name, args=[to_json_safe(payload)], queue=queue_for_payload(payload))
+            for payload in payloads
+        ]
+        index_of = {result.id: index for index, result in enumerate(sent)}
+        pending = set(index_of)
+        try:
+            for task_id, meta in ResultSet(sent).iter_native(timeout=self.timeout, interval=0.05):
+                if task_id not in pending:
+                    continue
+                pending.discard(task_id)
+                if meta.get("status") == "SUCCESS":
+                    yield index_of[task_id], meta["result"]
+                else:
+                    yield index_of[task_id], _task_error(meta)
+        except CeleryTimeoutError:
+            for task_id in pending:
+                app.control.revoke(task_id)
+                yield index_of[task_id], EngineError(
+                    f"task {task_id} did not finish within {self.timeout:g}s; "
+                    "raise CRYPTO_ML_TASK_TIMEOUT or add workers"
+                )
+
+
+def _task_error(meta: dict[str, Any]) -> EngineError:
+    """A task-level failure (the whole batch raised) as an exception naming the cause."""
+    result = meta.get("result")
+    if isinstance(result, dict) and "exc_type" in result:
+        message = f"{result['exc_type']}: {result.get('exc_message')}"
+    else:
+        message = str(result)
+    return EngineError(f"task {meta.get('status', 'FAILURE').lower()}: {message}")

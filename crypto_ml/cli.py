@@ -1,0 +1,234 @@
+"""The ``crypto-ml`` command line.
+
+Exit codes: 0 when every coin succeeded, 1 when any coin or file failed (each
+is printed with its reason), 2 when the request itself is wrong (unknown
+model, bad horizon, missing data path, engine unavailable).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .config import get_settings
+from .engines import ENGINE_NAMES
+
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
+
+log = logging.getLogger("crypto_ml")
+
+
+def _setup_logging(level: str | None, log_file: Path | None) -> None:
+    settings = get_settings()
+    handler: logging.Handler
+    target = log_file or settings.log_file
+    handler = logging.FileHandler(target, encoding="utf-8") if target else logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel((level or settings.log_level).upper())
+    log.propagate = False
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    # Wide enough that piped output (CI logs, files) does not wrap coin rows.
+    return Console(stderr=stderr, width=None if sys.stdout.isatty() else 160)
+
+
+def _parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``("C=100", "window=30", "gamma=scale")`` -> ``{"C": 100, "window": 30, "gamma": "scale"}``."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE, e.g. --param window=30", param_hint="--param")
+        try:
+            params[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key.strip()] = raw
+    return params
+
+
+def _split_coins(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    coins = [c.strip() for c in value.split(",") if c.strip()]
+    if not coins:
+        raise click.BadParameter("give at least one coin name, e.g. --coins bitcoin,ethereum", param_hint="--coins")
+    return coins
+
+
+class _Group(click.Group):
+    """Turns crypto_ml's own errors into a one-line message and exit code 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from .exceptions import CryptoMLError
+
+        try:
+            return super().invoke(ctx)
+        except CryptoMLError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(EXIT_USAGE)
+
+
+data_option = click.option(
+    "--data", "data_path", type=click.Path(path_type=Path), default=None,
+    help="Folder of per-coin CSVs, or a long-format .csv/.parquet file [env CRYPTO_ML_DATA_DIR; default: bundled sample].",
+)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="crypto-ml")
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+              default=None, help="Library log level [env CRYPTO_ML_LOG_LEVEL; default WARNING].")
+@click.option("--log-file", type=click.Path(path_type=Path), default=None,
+              help="Write logs to this file instead of stderr [env CRYPTO_ML_LOG_FILE].")
+def cli(log_level: str | None, log_file: Path | None) -> None:
+    """Horizontally scalable cryptocurrency price forecasting."""
+    _setup_logging(log_level, log_file)
+
+
+@cli.command()
+@click.option("--model", "-m", default="linear", show_default=True, help="Model name; see `crypto-ml models`.")
+@click.option("--coins", "-c", default=None, help="Comma-separated coin names [default: every coin].")
+@click.option("--horizon", "-H", type=int, default=10, show_default=True, help="Days to forecast.")
+@data_option
+@click.option("--engine", "-e", type=click.Choice(ENGINE_NAMES, case_sensitive=False), default=None,
+              help="Where tasks run [env CRYPTO_ML_ENGINE; default auto: celery if a worker answers, else local].")
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=None,
+              help="Write results to FILE (.csv, .json or .parquet), with a manifest beside it.")
+@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="Model parameter; repeatable.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Local engine processes [default: cores].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Series per task [env CRYPTO_ML_BATCH_SIZE].")
+@click.option("--max-points", type=click.IntRange(min=1), default=None, help="Use only the last N prices of each coin.")
+@click.option("--from-date", default=None, help="Ignore prices before this date (YYYY-MM-DD).")
+@click.option("--to-date", default=None, help="Ignore prices after this date (YYYY-MM-DD).")
+@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr [default: when it is a terminal].")
+@click.option("--quiet", "-q", is_flag=True, help="Print only failures and the summary.")
+def forecast(model, coins, horizon, data_path, engine, out, params, workers, batch_size,
+             max_points, from_date, to_date, progress, quiet) -> None:
+    """Forecast every coin (or --coins) HORIZON days ahead."""
+    from .data_loader import CryptoLoader
+    from .manager import CryptoManager
+
+    loader = CryptoLoader(data_path, max_points=max_points, from_date=from_date, to_date=to_date)
+    manager = CryptoManager(loader, engine=engine, batch_size=batch_size, workers=workers)
+    run = manager.send_tasks(model, _split_coins(coins), horizon, _parse_params(params),
+                             verbose=False, progress=progress)
+    if out is not None:
+        run.data_hash = loader.data_hash()
+        run.write(out)
+    _print_run(run, quiet=quiet, out=out)
+    sys.exit(EXIT_OK if not run.failed else EXIT_FAILURES)
+
+
+def _print_run(run, *, quiet: bool, out: Path | None) -> None:
+    from rich.table import Table
+
+    console = _console()
+    if not quiet:
+        table = Table(title=f"{run.model} forecast, {run.horizon} days ahead", title_justify="left")
+        for header in ("coin", "status", "last date", "last price", "day 1", f"day {run.horizon}", "reason"):
+            table.add_column(header, justify="right" if header.startswith(("last p", "day")) else "left")
+        for r in run:
+            if r.ok:
+                table.add_row(r.coin, "ok", r.last_date or "", f"{r.last_price:.6g}",
+                              f"{r.forecast[0]:.6g}", f"{r.forecast[-1]:.6g}", "")
+            else:
+                table.add_row(r.coin, "[red]failed[/red]", r.last_date or "", "", "", "", f"{r.error_type}: {r.error}")
+        console.print(table)
+    err = _console(stderr=True)
+    for r in run.failed:
+        err.print(f"[red]failed[/red] {r.coin}: {r.error_type}: {r.error}", highlight=False, markup=True)
+    summary = (f"{len(run.ok)} of {len(run)} coins forecast with {run.model} on the {run.engine} engine "
+               f"in {run.seconds:.2f} s ({run.engine_reason})")
+    if run.failed:
+        summary += f"; {len(run.failed)} failed"
+    if out is not None:
+        summary += f"; results in {out}"
+    err.print(summary, highlight=False, markup=False)
+
+
+@cli.command("models")
+def list_models() -> None:
+    """List the registered models and their parameters."""
+    from .models import available_models, get_model_class
+
+    for name in available_models():
+        cls = get_model_class(name)
+        params = ", ".join(f"{k}={v!r}" for k, v in cls().get_params().items()) or "-"
+        click.echo(f"{name:<12} {params}")
+
+
+@cli.group()
+def data() -> None:
+    """Inspect datasets and generate synthetic ones."""
+
+
+@data.command("list")
+@data_option
+def data_list(data_path: Path | None) -> None:
+    """List the coins of a dataset with their size, dates and problems."""
+    from rich.table import Table
+
+    from .data_loader import CryptoLoader
+
+    report = CryptoLoader(data_path).report()
+    table = Table(title=f"coins in {report.path}", title_justify="left")
+    for header in ("coin", "rows", "first", "last", "gaps", "status"):
+        table.add_column(header, justify="right" if header in ("rows", "gaps") else "left")
+    for coin in report.coins:
+        if coin.ok:
+            status = "; ".join(coin.warnings) if coin.warnings else "ok"
+        else:
+            status = f"[red]failed[/red] {coin.error_type}: {coin.error}"
+        table.add_row(coin.name, str(coin.rows), coin.first_date or "", coin.last_date or "", str(coin.gaps), status)
+    console = _console()
+    console.print(table)
+    for group in report.duplicates:
+        console.print(f"duplicate files: {', '.join(group)} are byte-identical; one is probably mislabelled",
+                      highlight=False)
+    for name, reason in report.skipped:
+        console.print(f"skipped {name}: {reason}", highlight=False, markup=False)
+    ok = sum(c.ok for c in report.coins)
+    console.print(f"{ok} of {len(report.coins)} coins load; {sum(c.rows for c in report.coins)} rows", highlight=False)
+    sys.exit(EXIT_OK if not report.failed else EXIT_FAILURES)
+
+
+@data.command("show")
+@click.argument("coin")
+@data_option
+@click.option("--rows", "-n", type=click.IntRange(min=1), default=10, show_default=True, help="Newest rows to show.")
+def data_show(coin: str, data_path: Path | None, rows: int) -> None:
+    """Show a coin's newest prices and a summary."""
+    from .data_loader import CryptoLoader
+
+    frame = CryptoLoader(data_path).get_df(coin)
+    click.echo(frame.tail(rows).to_string(index=False))
+    click.echo(f"{len(frame)} rows from {frame['Date'].iloc[0].date()} to {frame['Date'].iloc[-1].date()}; "
+               f"Close min {frame['Close'].min():.6g}, max {frame['Close'].max():.6g}")
+
+
+@data.command("synth")
+@click.argument("n_series", type=click.IntRange(min=1))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed; the same seed gives the same files.")
+@click.option("--min-points", type=click.IntRange(min=2), default=60, show_default=True)
+@click.option("--max-points", type=click.IntRange(min=2), default=1000, show_default=True)
+def data_synth(n_series: int, out: Path, seed: int, min_points: int, max_points: int) -> None:
+    """Generate N_SERIES synthetic coins into OUT (a folder of CSVs, or one .csv/.parquet long-format file)."""
+    from .synthetic import generate_dataset
+
+    path = generate_dataset(n_series, out, seed=seed, min_points=min_points, max_points=max_points)
+    click.echo(f"wrote {n_series} synthetic series to {path}")
+
+
+def main() -> None:
+    """Entry point of the ``crypto-ml`` script."""
+    cli(prog_name="crypto-ml")

@@ -1,0 +1,78 @@
+"""Settings: one object, read once from ``CRYPTO_ML_*`` environment variables.
+
+Precedence is CLI flag > environment > the default written here. Docker and
+Kubernetes only ever set environment variables. Every default is defined once,
+below, with the reason for it.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings", "bundled_data_dir"]
+
+ENGINE_NAMES = ("auto", "local", "celery")
+
+
+def bundled_data_dir() -> Path:
+    """Where the bundled sample dataset lives.
+
+    An installed wheel carries it inside the package (``crypto_ml/sample_data``);
+    a source checkout or editable install reads it from the repository's
+    ``data/sample``, so there is only one copy in the tree.
+    """
+    package_dir = Path(__file__).resolve().parent
+    installed = package_dir / "sample_data"
+    if installed.is_dir():
+        return installed
+    return package_dir.parent / "data" / "sample"
+
+
+class Settings(BaseSettings):
+    """All of crypto_ml's settings. Each field is ``CRYPTO_ML_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="CRYPTO_ML_", extra="ignore")
+
+    # None means the bundled sample, so a fresh clone runs with nothing else.
+    data_dir: Path | None = None
+    # RabbitMQ's stock guest account only accepts connections from localhost,
+    # so this default cannot leak into a deployment: compose and k8s set it from secrets.
+    broker_url: str = "amqp://guest:guest@localhost:5672//"
+    # Redis: results are small JSON documents read once; see README "Result backend".
+    result_backend: str = "redis://localhost:6379/0"
+    # auto: celery when a worker answers within probe_timeout, else local.
+    engine: Literal["auto", "local", "celery"] = "auto"
+    # Seconds `auto` waits for a worker to answer a ping before using local.
+    probe_timeout: float = Field(default=1.0, gt=0)
+    # Local engine processes; None means one per CPU core.
+    workers: int | None = Field(default=None, ge=1)
+    # Series per task; None sizes batches so every worker gets about four.
+    batch_size: int | None = Field(default=None, ge=1)
+    # Where trained models are stored (directory); used by train / --from-store.
+    model_store: Path = Path.home() / ".cache" / "crypto_ml" / "models"
+    # Seconds to wait for one task's result before reporting its coins as timed out.
+    task_timeout: float = Field(default=600.0, gt=0)
+    # Library log level; logs go to stderr or log_file, never into the package.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    log_file: Path | None = None
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    def resolved_data_dir(self) -> Path:
+        """The data path to read: ``data_dir`` if set, else the bundled sample."""
+        return Path(os.path.expanduser(self.data_dir)) if self.data_dir else bundled_data_dir()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings()

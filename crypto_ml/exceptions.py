@@ -1,0 +1,69 @@
+"""Every error crypto_ml raises on purpose.
+
+The tree::
+
+    CryptoMLError
+     ├── DataFormatError(ValueError)        a file or series cannot be read as prices
+     │    └── SeriesTooShortError           too few points for the model and horizon
+     ├── UnknownCoinError(KeyError)         no such coin in the dataset
+     ├── UnknownModelError(KeyError)        no such model in the registry
+     ├── InvalidParameterError(ValueError)  a bad argument: horizon <= 0, unknown model param, ...
+     ├── NotFittedError(ValueError, AttributeError)  predict() before fit()
+     └── EngineError(RuntimeError)          an execution engine cannot run the batch
+
+Messages name the bad value and say what to do. Every exception takes a single
+string argument, so that it survives being serialised across the broker and
+re-raised on the other side.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CryptoMLError",
+    "DataFormatError",
+    "SeriesTooShortError",
+    "UnknownCoinError",
+    "UnknownModelError",
+    "InvalidParameterError",
+    "NotFittedError",
+    "EngineError",
+]
+
+
+class CryptoMLError(Exception):
+    """Base class of every error raised by crypto_ml."""
+
+
+class DataFormatError(ValueError, CryptoMLError):
+    """A file, row set or series cannot be used as a price history."""
+
+
+class SeriesTooShortError(DataFormatError):
+    """A series has fewer points than a model needs."""
+
+
+class UnknownCoinError(KeyError, CryptoMLError):
+    """A coin name that is not in the dataset."""
+
+    def __str__(self) -> str:
+        # KeyError.__str__ wraps its message in quotes; keep it readable.
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownModelError(KeyError, CryptoMLError):
+    """A model name that is not in the registry."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidParameterError(ValueError, CryptoMLError):
+    """An argument outside its valid range, or one a model does not accept."""
+
+
+class NotFittedError(ValueError, AttributeError, CryptoMLError):
+    """``predict`` was called on a model before ``fit``."""
+
+
+class EngineError(RuntimeError, CryptoMLError):
+    """An execution engine is unavailable or failed as a whole."""

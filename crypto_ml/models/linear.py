@@ -1,0 +1,40 @@
+"""The seed's linear regression of price on the time index."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..exceptions import InvalidParameterError
+from .base import Forecaster
+
+__all__ = ["LinearModel"]
+
+
+class LinearModel(Forecaster):
+    """Ordinary least squares of price on time (scikit-learn ``LinearRegression``), extrapolated.
+
+    Args:
+        window: Fit on the last ``window`` points only; None uses the whole
+            history, as the seed did.
+    """
+
+    name = "linear"
+    min_points = 2
+
+    def __init__(self, *, window: int | None = None) -> None:
+        self.window = window
+
+    def _fit(self, y: np.ndarray) -> None:
+        from sklearn.linear_model import LinearRegression
+
+        if self.window is not None and (not isinstance(self.window, int) or self.window < 2):
+            raise InvalidParameterError(f"linear: window must be an int >= 2 or None, got {self.window!r}")
+        if self.window is not None:
+            y = y[-self.window :]
+        t = np.arange(y.size, dtype=np.float64).reshape(-1, 1)
+        self.regressor_ = LinearRegression().fit(t, y)
+        self.n_fit_ = y.size
+
+    def _predict(self, h: int) -> np.ndarray:
+        t_future = np.arange(self.n_fit_, self.n_fit_ + h, dtype=np.float64).reshape(-1, 1)
+        return self.regressor_.predict(t_future)

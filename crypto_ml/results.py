@@ -1,0 +1,149 @@
+"""Per-coin results of a run, and writing them to CSV, JSON or Parquet."""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .exceptions import InvalidParameterError
+
+__all__ = ["CoinForecast", "ForecastRun", "OUTPUT_FORMATS"]
+
+OUTPUT_FORMATS = (".csv", ".json", ".parquet")
+
+
+@dataclass
+class CoinForecast:
+    """One coin's outcome: a forecast, or the reason there is none."""
+
+    coin: str
+    model: str
+    status: str  # "ok" or "failed"
+    forecast: list[float] = field(default_factory=list)
+    dates: list[str] | None = None
+    last_date: str | None = None
+    last_price: float | None = None
+    n_obs: int | None = None
+    error_type: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> CoinForecast:
+        """Build from a task's JSON record, ignoring keys this version does not know."""
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in record.items() if k in known})
+
+
+@dataclass
+class ForecastRun:
+    """Everything a forecast run produced, one ``CoinForecast`` per requested coin, in order."""
+
+    model: str
+    horizon: int
+    params: dict[str, Any]
+    engine: str
+    engine_reason: str
+    data_path: str
+    results: list[CoinForecast]
+    data_hash: str | None = None
+    started_at: str | None = None
+    seconds: float | None = None
+
+    def __iter__(self):
+        return iter(self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __getitem__(self, coin: str) -> CoinForecast:
+        for result in self.results:
+            if result.coin == coin:
+                return result
+        raise KeyError(coin)
+
+    @property
+    def ok(self) -> list[CoinForecast]:
+        return [r for r in self.results if r.ok]
+
+    @property
+    def failed(self) -> list[CoinForecast]:
+        return [r for r in self.results if not r.ok]
+
+    def to_frame(self):
+        """A tidy DataFrame: one row per (coin, step); a failed coin has one row with its error."""
+        import pandas as pd
+
+        rows: list[dict[str, Any]] = []
+        for r in self.results:
+            base = {"coin": r.coin, "model": r.model, "status": r.status}
+            if r.ok:
+                dates = r.dates or [None] * len(r.forecast)
+                for step, (day, value) in enumerate(zip(dates, r.forecast, strict=True), start=1):
+                    rows.append({**base, "step": step, "date": day, "forecast": value,
+                                 "last_date": r.last_date, "last_price": r.last_price,
+                                 "error_type": None, "error": None})
+            else:
+                rows.append({**base, "step": None, "date": None, "forecast": None,
+                             "last_date": r.last_date, "last_price": r.last_price,
+                             "error_type": r.error_type, "error": r.error})
+        columns = ["coin", "model", "status", "step", "date", "forecast", "last_date", "last_price", "error_type", "error"]
+        frame = pd.DataFrame(rows, columns=columns)
+        return frame.astype({"step": "Int64", "forecast": "float64", "last_price": "float64"})
+
+    def manifest(self) -> dict[str, Any]:
+        """What is needed to repeat the run: inputs, data hash, engine and library versions."""
+        from . import __version__
+
+        versions = {"python": platform.python_version(), "crypto_ml": __version__}
+        for lib in ("numpy", "pandas", "sklearn"):
+            try:
+                versions[lib] = __import__(lib).__version__
+            except ImportError:
+                versions[lib] = None
+        return {
+            "model": self.model,
+            "params": self.params,
+            "horizon": self.horizon,
+            "engine": self.engine,
+            "engine_reason": self.engine_reason,
+            "data_path": self.data_path,
+            "data_sha256": self.data_hash,
+            "started_at": self.started_at,
+            "seconds": self.seconds,
+            "coins": len(self.results),
+            "failed": len(self.failed),
+            "versions": versions,
+        }
+
+    def write(self, path: str | Path) -> Path:
+        """Write the results; the format follows the extension (.csv, .json, .parquet).
+
+        A manifest is written beside it as ``<path>.manifest.json``.
+
+        Raises:
+            InvalidParameterError: an unsupported extension.
+        """
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix not in OUTPUT_FORMATS:
+            raise InvalidParameterError(
+                f"cannot write results to {path.name!r}: use a file ending in {', '.join(OUTPUT_FORMATS)}"
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if suffix == ".json":
+            document = {"manifest": self.manifest(), "results": [asdict(r) for r in self.results]}
+            path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        elif suffix == ".csv":
+            self.to_frame().to_csv(path, index=False)
+        else:
+            self.to_frame().to_parquet(path, index=False)
+        manifest_path = path.with_name(path.name + ".manifest.json")
+        manifest_path.write_text(json.dumps(self.manifest(), indent=2) + "\n", encoding="utf-8")
+        return path

@@ -1,0 +1,22 @@
+"""Celery tasks: thin wrappers that call plain functions with JSON payloads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import forecasting
+from .celery_app import app
+
+__all__ = ["forecast_batch", "noop"]
+
+
+@app.task(name="crypto_ml.forecast_batch")
+def forecast_batch(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """Forecast a batch of series; see ``crypto_ml.forecasting.forecast_batch``."""
+    return forecasting.forecast_batch(payload)
+
+
+@app.task(name="crypto_ml.noop")
+def noop(payload: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """Return the payload unchanged: measures the broker round trip in benchmarks and health checks."""
+    return payload
