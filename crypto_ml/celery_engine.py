@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+from kombu.utils.url import maybe_sanitize_url
 
 from .engines import Engine, TaskFunction, TaskOutcome
 from .exceptions import EngineError
@@ -16,21 +17,27 @@ __all__ = ["CeleryEngine", "ping_workers", "queue_for_payload", "to_json_safe"]
 log = logging.getLogger(__name__)
 
 
-def ping_workers(timeout: float = 1.0) -> dict[str, int]:
-    """Workers answering on the configured broker, with their pool sizes.
+def ping_workers(timeout: float = 1.0, broker_url: str | None = None) -> dict[str, int]:
+    """Workers answering on the broker, with their pool sizes.
+
+    Args:
+        timeout: Seconds to wait for the broker and for the workers' replies.
+        broker_url: The broker to ask; None uses ``CRYPTO_ML_BROKER_URL``.
 
     Returns:
         ``{node name: processes}``; empty when the broker or every worker is silent.
     """
     from .celery_app import app
+    from .config import get_settings
 
+    url = broker_url or get_settings().broker_url
     try:
-        with app.connection_for_write() as connection:
+        with app.connection_for_write(url) as connection:
             # Fail fast when the broker is down instead of retrying for minutes.
             connection.ensure_connection(max_retries=1, timeout=timeout)
             stats = app.control.inspect(timeout=timeout, connection=connection).stats() or {}
     except Exception as exc:  # noqa: BLE001 - any broker error means "no worker"
-        log.info("no broker at %s: %s", app.conf.broker_url, exc)
+        log.info("no broker at %s: %s", maybe_sanitize_url(url), exc)
         return {}
     return {node: int(info.get("pool", {}).get("max-concurrency", 1)) for node, info in stats.items()}
 

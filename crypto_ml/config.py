@@ -12,8 +12,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .exceptions import InvalidParameterError
 
 __all__ = ["Settings", "get_settings", "bundled_data_dir"]
 
@@ -74,5 +76,17 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read from the environment on first use."""
-    return Settings()
+    """The process-wide settings, read from the environment on first use.
+
+    Raises:
+        InvalidParameterError: a ``CRYPTO_ML_*`` variable holds a bad value; the
+            message names the variable and what it accepts.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"CRYPTO_ML_{'_'.join(str(part) for part in error['loc']).upper()}={error.get('input')!r}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise InvalidParameterError(f"bad setting in the environment: {problems}") from None

@@ -16,8 +16,9 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from .exceptions import EngineError, InvalidParameterError
@@ -70,17 +71,42 @@ class LocalEngine(Engine):
     def map(self, function: TaskFunction, payloads: list[dict[str, Any]]) -> Iterator[TaskOutcome]:
         if not payloads:
             return
+        unfinished = yield from self._run_pool(function, payloads, list(range(len(payloads))), self.workers)
+        if unfinished:
+            # A process died (segfault, out of memory) and took the pool with it.
+            # Rerun what was left one payload per process, so only the payload
+            # that kills its process is lost.
+            log.warning("a local worker process died; rerunning %d unfinished task(s) one by one", len(unfinished))
+            for index in unfinished:
+                for lost in (yield from self._run_pool(function, payloads, [index], 1)):
+                    yield lost, EngineError(
+                        f"the process running task {lost} died (crash or out of memory); "
+                        "its series were not forecast"
+                    )
+
+    @staticmethod
+    def _run_pool(
+        function: TaskFunction, payloads: list[dict[str, Any]], indices: list[int], workers: int
+    ) -> Generator[TaskOutcome, None, list[int]]:
+        """Run ``payloads[indices]`` in a fresh pool; return the indices a dead process left unfinished."""
         methods = multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-        with ProcessPoolExecutor(max_workers=min(self.workers, len(payloads)), mp_context=context) as pool:
-            futures = {pool.submit(function, payload): index for index, payload in enumerate(payloads)}
+        unfinished: list[int] = []
+        with ProcessPoolExecutor(max_workers=min(workers, len(indices)), mp_context=context) as pool:
+            futures = {pool.submit(function, payloads[index]): index for index in indices}
             for future in as_completed(futures):
                 index = futures[future]
                 try:
-                    yield index, future.result()
-                except Exception as exc:  # noqa: BLE001 - a dead process loses its batch, not the run
+                    result = future.result()
+                except BrokenProcessPool:
+                    unfinished.append(index)
+                    continue
+                except Exception as exc:  # noqa: BLE001 - a failed task loses its batch, not the run
                     log.warning("local task %d failed: %s: %s", index, type(exc).__name__, exc)
                     yield index, exc
+                    continue
+                yield index, result
+        return sorted(unfinished)
 
 
 def resolve_engine(name: str | Engine | None = None, *, workers: int | None = None) -> Engine:

@@ -1,0 +1,70 @@
+"""The plain task functions, without any engine."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from crypto_ml.forecasting import failure_record, forecast_batch, forecast_dates, forecast_series
+
+
+def test_forecast_series_ok_record_is_json_safe_and_dated():
+    record = forecast_series("line", [1.0, 2.0, 3.0, 4.0], "linear", 3, last_date="2017-12-30")
+    assert record["status"] == "ok"
+    np.testing.assert_allclose(record["forecast"], [5.0, 6.0, 7.0])
+    assert record["dates"] == ["2017-12-31", "2018-01-01", "2018-01-02"]
+    assert record["last_price"] == 4.0 and record["n_obs"] == 4
+    assert json.loads(json.dumps(record)) == record
+
+
+def test_too_short_series_is_a_failure_record_not_an_exception():
+    record = forecast_series("neblio", [1.0], "linear", 10)
+    assert record["status"] == "failed"
+    assert record["error_type"] == "SeriesTooShortError"
+    assert "needs at least 2 points, the series has 1" in record["error"]
+
+
+def test_bad_inputs_become_failure_records():
+    assert forecast_series("x", [1.0, np.nan, 2.0], "naive", 2)["error_type"] == "DataFormatError"
+    assert forecast_series("x", [1.0, 2.0], "nope", 2)["error_type"] == "UnknownModelError"
+    assert forecast_series("x", [1.0, 2.0], "naive", 0)["error_type"] == "InvalidParameterError"
+    assert forecast_series("x", [1.0, 2.0], "linear", 2, {"C": 1})["error_type"] == "InvalidParameterError"
+
+
+def test_unexpected_library_error_is_contained(caplog):
+    # sklearn rejects C <= 0 with its own ValueError: still one coin's failure, logged with traceback.
+    record = forecast_series("x", np.arange(1.0, 50.0), "svr_rbf", 2, {"C": -1.0})
+    assert record["status"] == "failed" and "C" in record["error"]
+    assert any("unexpected error forecasting x" in r.message for r in caplog.records)
+
+
+def test_batch_keeps_order_and_isolates_failures():
+    payload = {
+        "model": "drift",
+        "horizon": 2,
+        "params": {},
+        "series": [
+            {"coin": "a", "prices": [1.0, 2.0, 3.0], "last_date": "2017-01-01"},
+            {"coin": "short", "prices": [5.0]},
+            {"coin": "b", "prices": np.array([10.0, 8.0])},
+        ],
+    }
+    records = forecast_batch(payload)
+    assert [r["coin"] for r in records] == ["a", "short", "b"]
+    assert [r["status"] for r in records] == ["ok", "failed", "ok"]
+    np.testing.assert_allclose(records[0]["forecast"], [4.0, 5.0])
+    np.testing.assert_allclose(records[2]["forecast"], [6.0, 4.0])
+    assert records[2]["dates"] is None
+
+
+def test_failure_record_shape():
+    assert failure_record("c", "m", ValueError("boom")) == {
+        "coin": "c", "model": "m", "status": "failed", "error_type": "ValueError", "error": "boom",
+    }
+
+
+@pytest.mark.parametrize("last, expected", [(None, None), ("2016-02-28", ["2016-02-29", "2016-03-01"])])
+def test_forecast_dates(last, expected):
+    assert forecast_dates(last, 2) == expected
