@@ -115,8 +115,12 @@ def forecast(model, coins, horizon, data_path, engine, out, params, workers, bat
              max_points, from_date, to_date, progress, quiet) -> None:
     """Forecast every coin (or --coins) HORIZON days ahead."""
     from .data_loader import CryptoLoader
+    from .exceptions import InvalidParameterError
     from .manager import CryptoManager
+    from .results import OUTPUT_FORMATS
 
+    if out is not None and out.suffix.lower() not in OUTPUT_FORMATS:
+        raise InvalidParameterError(f"cannot write results to {out.name!r}: use a file ending in {', '.join(OUTPUT_FORMATS)}")
     loader = CryptoLoader(data_path, max_points=max_points, from_date=from_date, to_date=to_date)
     manager = CryptoManager(loader, engine=engine, batch_size=batch_size, workers=workers)
     run = manager.send_tasks(model, _split_coins(coins), horizon, _parse_params(params),

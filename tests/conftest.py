@@ -55,3 +55,53 @@ def synth_dir(tmp_path_factory) -> Path:
     from crypto_ml.synthetic import generate_dataset
 
     return generate_dataset(12, tmp_path_factory.mktemp("synth") / "coins", seed=7, min_points=60, max_points=400)
+
+
+def services_down_reason() -> str | None:
+    """Why RabbitMQ or Redis cannot be used, or None when both answer."""
+    from kombu import Connection
+
+    settings = get_settings()
+    try:
+        with Connection(settings.broker_url, connect_timeout=2) as connection:
+            connection.ensure_connection(max_retries=1, timeout=2)
+    except Exception as exc:  # noqa: BLE001 - any failure means "not usable here"
+        return f"RabbitMQ is not reachable at {settings.broker_url.split('@')[-1]} ({exc})"
+    try:
+        import redis
+
+        redis.Redis.from_url(settings.result_backend, socket_connect_timeout=2).ping()
+    except Exception as exc:  # noqa: BLE001
+        return f"Redis is not reachable at {settings.result_backend} ({exc})"
+    return None
+
+
+@pytest.fixture
+def services():
+    """RabbitMQ and Redis, live; skips (or fails under CRYPTO_ML_REQUIRE_SERVICES=1) when they are not."""
+    reason = services_down_reason()
+    if reason:
+        skip_or_fail(reason)
+
+
+@pytest.fixture
+def start_worker(services, tmp_path):
+    """Start real worker nodes; every one started is stopped at the end of the test."""
+    from workers import WorkerProcess, wait_for_nodes
+
+    started: list[WorkerProcess] = []
+
+    def start(name: str = "w", *, concurrency: int = 1, queues: str | None = None, wait: bool = True,
+              env: dict | None = None) -> WorkerProcess:
+        worker = WorkerProcess(name, tmp_path, concurrency=concurrency, queues=queues, env=env).start()
+        started.append(worker)
+        if wait:
+            try:
+                wait_for_nodes([worker.node])
+            except TimeoutError as exc:
+                raise AssertionError(f"{exc}\n--- worker log ---\n{worker.log()[-3000:]}") from None
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()

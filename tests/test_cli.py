@@ -1,0 +1,158 @@
+"""The crypto-ml command, run as users run it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from crypto_ml.cli import cli
+from crypto_ml.config import bundled_data_dir
+
+
+def invoke(*args: str, env: dict | None = None):
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def crypto_ml(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    """Run ``python -m crypto_ml`` in a real subprocess."""
+    return subprocess.run([sys.executable, "-m", "crypto_ml", *args], capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def test_forecast_the_bundled_sample_as_a_subprocess():
+    done = crypto_ml("forecast", "--engine", "local")
+    assert done.returncode == 0, done.stderr
+    assert "linear forecast, 10 days ahead" in done.stdout
+    for csv in bundled_data_dir().glob("*.csv"):
+        assert csv.stem.lower().replace(" ", "_") in done.stdout
+    assert "8 of 8 coins forecast with linear on the local engine" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json", ".parquet"])
+def test_out_writes_every_coin_and_a_manifest(tmp_path, suffix):
+    out = tmp_path / f"f{suffix}"
+    result = invoke("forecast", "--engine", "local", "--model", "drift", "--horizon", "3", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    if suffix == ".json":
+        coins = {r["coin"] for r in json.loads(out.read_text())["results"]}
+    else:
+        frame = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
+        assert (frame.groupby("coin")["step"].max() == 3).all()
+        coins = set(frame["coin"])
+    assert len(coins) == 8
+    manifest = json.loads(out.with_name(out.name + ".manifest.json").read_text())
+    assert manifest["model"] == "drift" and len(manifest["data_sha256"]) == 64
+
+
+def test_broken_files_are_reported_by_name_with_exit_code_1(synth_dir, tmp_path):
+    folder = tmp_path / "mixed"
+    shutil.copytree(synth_dir, folder)
+    (folder / "Empty.csv").write_text("")
+    (folder / "Junk.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00binary")
+    done = crypto_ml("forecast", "--engine", "local", "--data", str(folder), "--out", str(tmp_path / "f.csv"))
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "failed empty: DataFormatError" in done.stderr
+    assert "failed junk: DataFormatError" in done.stderr
+    assert "12 of 14 coins forecast" in done.stderr
+    frame = pd.read_csv(tmp_path / "f.csv")
+    assert set(frame.loc[frame["status"] == "failed", "coin"]) == {"empty", "junk"}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "prophet"], "error: unknown model 'prophet'; valid models are: drift, linear, naive"),
+        (["--horizon", "0"], "error: horizon must be an integer >= 1, got 0"),
+        (["--data", "/no/such/folder"], "/no/such/folder"),
+        (["--out", "f.xlsx"], "error: cannot write results to 'f.xlsx'"),
+        (["--param", "window"], "is not KEY=VALUE"),
+        (["--engine", "spark"], "'spark' is not one of"),
+    ],
+)
+def test_bad_requests_exit_2_with_one_line_and_no_traceback(args, message):
+    done = crypto_ml("forecast", "--engine", "local", *args) if "--engine" not in args else crypto_ml("forecast", *args)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_bad_environment_setting_is_a_clear_error():
+    result = invoke("forecast", env={"CRYPTO_ML_ENGINE": "spark"})
+    assert result.exit_code == 2
+    assert "CRYPTO_ML_ENGINE='spark'" in result.output
+
+
+def test_params_and_coins_flags(tmp_path):
+    out = tmp_path / "f.json"
+    result = invoke("forecast", "--engine", "local", "--coins", "rivencoin,the_quill", "--param", "window=30",
+                    "--horizon", "2", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    document = json.loads(out.read_text())
+    assert [r["coin"] for r in document["results"]] == ["rivencoin", "the_quill"]
+    assert document["manifest"]["params"] == {"window": 30}
+
+
+def test_data_dir_from_environment_and_flag_overrides_it(synth_dir):
+    from_env = invoke("forecast", "--engine", "local", "-q", env={"CRYPTO_ML_DATA_DIR": str(synth_dir)})
+    assert "12 of 12 coins" in from_env.output
+    overridden = invoke("forecast", "--engine", "local", "-q", "--data", str(bundled_data_dir()),
+                        env={"CRYPTO_ML_DATA_DIR": str(synth_dir)})
+    assert "8 of 8 coins" in overridden.output
+
+
+def test_unknown_coin_is_reported_with_a_suggestion():
+    result = invoke("forecast", "--engine", "local", "--coins", "rivencoin,rivencion")
+    assert result.exit_code == 1
+    assert "failed rivencion: UnknownCoinError" in result.output and "rivencoin" in result.output
+
+
+def test_models_lists_every_model():
+    result = invoke("models")
+    assert result.exit_code == 0
+    for name in ("naive", "drift", "linear", "svr_linear", "svr_rbf", "svr_poly"):
+        assert name in result.output
+
+
+def test_data_list_show_and_synth(tmp_path):
+    listing = invoke("data", "list")
+    assert listing.exit_code == 0 and "8 of 8 coins load" in listing.output
+    shown = invoke("data", "show", "Rivencoin", "--rows", "3")
+    assert shown.exit_code == 0 and "Close" in shown.output and "rows from" in shown.output
+    made = invoke("data", "synth", "3", str(tmp_path / "s"), "--seed", "1")
+    assert made.exit_code == 0 and len(list((tmp_path / "s").glob("*.csv"))) == 3
+    missing = invoke("data", "show", "rivencion")
+    assert missing.exit_code == 2 and "rivencoin" in missing.output
+
+
+def test_help_and_version():
+    assert crypto_ml("--help").returncode == 0
+    assert "0.1.0" in invoke("--version").output
+
+
+@pytest.mark.realdata
+def test_real_dataset_forecast_covers_all_100_coins(real_data_dir, tmp_path):
+    out = tmp_path / "f.csv"
+    done = crypto_ml("forecast", "--engine", "local", "--data", str(real_data_dir), "--model", "linear",
+                     "--out", str(out))
+    assert done.returncode in (0, 1), done.stderr
+    assert "Traceback" not in done.stderr
+    frame = pd.read_csv(out)
+    assert frame["coin"].nunique() == 100
+    failed = frame.loc[frame["status"] == "failed"]
+    assert failed["error"].notna().all()
+    assert (done.returncode == 0) == failed.empty
+
+
+@pytest.mark.realdata
+def test_real_dataset_list_reports_duplicates_and_the_summary_file(real_data_dir):
+    result = invoke("data", "list", "--data", str(real_data_dir))
+    assert "100 of 100 coins load; 80553 rows" in result.output
+    assert "nexus, siacoin are byte-identical" in result.output
+    assert "skipped 100 List.csv" in result.output

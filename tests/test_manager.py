@@ -1,0 +1,129 @@
+"""CryptoManager end to end on the local engine: real files, real processes."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+from crypto_ml.data_loader import CryptoLoader
+from crypto_ml.exceptions import InvalidParameterError, UnknownModelError
+from crypto_ml.manager import CryptoManager
+from crypto_ml.models import get_model
+
+SEED_LINE = re.compile(r"^[\w.-]+ \[\[[-+0-9.e ]+\]\]$")
+
+
+@pytest.fixture
+def manager(synth_dir) -> CryptoManager:
+    return CryptoManager(CryptoLoader(synth_dir), engine="local", workers=2)
+
+
+def test_every_coin_gets_the_same_forecast_as_fitting_it_directly(manager):
+    run = manager.send_tasks("linear", horizon=10, verbose=False)
+    loader = manager.loader
+    assert [r.coin for r in run] == loader.get_crypto_names()
+    assert len(run) == 12 and not run.failed
+    for result in run:
+        expected = get_model("linear").fit(loader.get_prices(result.coin)).predict(10)
+        np.testing.assert_array_equal(result.forecast, expected)
+        frame = loader.get_df(result.coin)
+        assert result.last_date == frame["Date"].iloc[-1].date().isoformat()
+        assert len(result.dates) == 10 and result.dates[0] > result.last_date
+    assert run.engine == "local" and run.engine_reason == "local engine requested"
+
+
+def test_prints_one_line_per_coin_in_the_seed_shape(manager, capsys):
+    run = manager.send_tasks("naive", horizon=3)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == len(run)
+    assert all(SEED_LINE.match(line) for line in lines), lines
+    first = run.results[0]
+    assert lines[0].startswith(f"{first.coin} [[")
+
+
+def test_coins_subset_keeps_the_requested_order(manager):
+    names = manager.loader.get_crypto_names()
+    wanted = [names[3], names[0]]
+    run = manager.send_tasks("drift", coins=wanted, horizon=2, verbose=False)
+    assert [r.coin for r in run] == wanted
+
+
+def test_unknown_coin_fails_alone_with_a_suggestion(manager, capsys):
+    name = manager.loader.get_crypto_names()[0]
+    run = manager.send_tasks("naive", coins=[name, name[:-1] + "x"], horizon=2)
+    assert run[name].ok
+    missing = run.failed[0]
+    assert missing.error_type == "UnknownCoinError"
+    assert name in missing.error  # the close match is suggested
+    assert f"{missing.coin} FAILED UnknownCoinError" in capsys.readouterr().out
+
+
+def test_broken_files_fail_by_name_and_good_ones_are_forecast(synth_dir, tmp_path):
+    folder = tmp_path / "mixed"
+    shutil.copytree(synth_dir, folder)
+    (folder / "Empty Coin.csv").write_text("")
+    (folder / "Junk.csv").write_bytes(b"\x00\x01\x02\xff\xfe binary")
+    (folder / "Wrong.csv").write_text("a,b,c\n1,2,3\n")
+    (folder / "Tiny.csv").write_text('Date,Open,High,Low,Close,Volume,Market Cap\n"Sep 22, 2017",1,1,1,1.5,-,-\n')
+    run = CryptoManager(CryptoLoader(folder), engine="local").send_tasks("linear", verbose=False)
+    failed = {r.coin: r for r in run.failed}
+    assert set(failed) == {"empty_coin", "junk", "wrong", "tiny"}
+    assert failed["tiny"].error_type == "SeriesTooShortError"
+    for coin in ("empty_coin", "junk", "wrong"):
+        assert failed[coin].error_type == "DataFormatError" and failed[coin].error
+    assert len(run.ok) == 12
+
+
+def test_batch_size_does_not_change_results(synth_dir):
+    loader = CryptoLoader(synth_dir)
+    one = CryptoManager(loader, engine="local", batch_size=1).send_tasks("svr_rbf", horizon=4, verbose=False)
+    big = CryptoManager(loader, engine="local", batch_size=100).send_tasks("svr_rbf", horizon=4, verbose=False)
+    assert [r.forecast for r in one] == [r.forecast for r in big]
+
+
+def test_params_reach_the_model(manager):
+    coin = manager.loader.get_crypto_names()[0]
+    run = manager.send_tasks("linear", coins=[coin], horizon=3, params={"window": 30}, verbose=False)
+    expected = get_model("linear", window=30).fit(manager.loader.get_prices(coin)).predict(3)
+    np.testing.assert_array_equal(run[coin].forecast, expected)
+    assert run.params == {"window": 30}
+
+
+@pytest.mark.parametrize("horizon", [0, -3])
+def test_bad_horizon_is_refused_before_dispatch(manager, horizon):
+    with pytest.raises(InvalidParameterError, match="horizon must be an integer >= 1"):
+        manager.send_tasks("naive", horizon=horizon)
+
+
+def test_unknown_model_and_bad_params_are_refused(manager):
+    with pytest.raises(UnknownModelError, match="valid models are"):
+        manager.send_tasks("prophet")
+    with pytest.raises(InvalidParameterError, match="does not accept"):
+        manager.send_tasks("linear", params={"depth": 3})
+
+
+def test_default_manager_forecasts_the_bundled_sample(capsys):
+    run = CryptoManager(engine="local").send_tasks()
+    assert len(run) == 8 and not run.failed
+    assert len(capsys.readouterr().out.strip().splitlines()) == 8
+
+
+@pytest.mark.realdata
+def test_all_100_real_coins_are_forecast_or_reported(real_data_dir):
+    run = CryptoManager(CryptoLoader(real_data_dir), engine="local").send_tasks("linear", verbose=False)
+    assert len(run) == 100
+    assert all(r.ok or (r.error_type and r.error) for r in run)
+    assert run["bitcoin"].last_date == "2017-09-22" and run["bitcoin"].n_obs == 1609
+    assert run["neblio"].n_obs == 11
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["drift", "svr_linear", "svr_rbf", "svr_poly"])
+def test_every_model_runs_on_the_real_coins(real_data_dir, model):
+    run = CryptoManager(CryptoLoader(real_data_dir, max_points=365), engine="local").send_tasks(model, verbose=False)
+    assert len(run) == 100 and not run.failed
+    assert all(np.all(np.isfinite(r.forecast)) for r in run)
