@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import shutil
+import subprocess
 import time
 
 import numpy as np
@@ -13,6 +15,7 @@ from crypto_ml.data_loader import CryptoLoader
 from crypto_ml.engines import resolve_engine
 from crypto_ml.manager import CryptoManager
 from crypto_ml.synthetic import generate_dataset
+from conftest import skip_or_fail
 
 pytestmark = pytest.mark.broker
 
@@ -79,8 +82,6 @@ def test_a_batch_is_spread_over_two_workers(start_worker, synth_dir):
 
 
 def test_a_bad_coin_fails_alone_through_the_broker(start_worker, synth_dir, tmp_path):
-    import shutil
-
     folder = tmp_path / "mixed"
     shutil.copytree(synth_dir, folder)
     (folder / "Tiny.csv").write_text('Date,Open,High,Low,Close,Volume,Market Cap\n"Sep 22, 2017",1,1,1,1.5,-,-\n')
@@ -153,9 +154,58 @@ def wait_until_idle(nodes: list[str], timeout: float = 60.0) -> None:
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        inspect = app.control.inspect(destination=nodes, timeout=1.0)
-        busy = any((inspect.active() or {}).values()) or any((inspect.reserved() or {}).values())
-        if not busy and queued_messages() == 0:
-            return
+        try:
+            with app.connection_for_write() as connection:  # a fresh one: the pooled one may predate a broker restart
+                inspect = app.control.inspect(destination=nodes, timeout=1.0, connection=connection)
+                busy = any((inspect.active() or {}).values()) or any((inspect.reserved() or {}).values())
+            if not busy and queued_messages() == 0:
+                return
+        except OSError:  # the broker is still coming back
+            pass
         time.sleep(0.5)
     raise AssertionError(f"{nodes} still busy after {timeout:.0f}s")
+
+
+def rabbitmqctl(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_a_broker_restart_mid_batch_loses_nothing(start_worker, slow_dir):
+    """Stop and start RabbitMQ while workers hold tasks: durable queues and acks_late bring every result home."""
+    if shutil.which("rabbitmqctl") is None or rabbitmqctl("status").returncode != 0:
+        skip_or_fail("rabbitmqctl is not available to this user, so the broker cannot be restarted")
+    import threading
+
+    from crypto_ml.celery_app import app
+
+    w1, w2 = start_worker("restart1"), start_worker("restart2")
+    loader = CryptoLoader(slow_dir)
+    outcome: dict = {}
+
+    def produce():
+        engine = CeleryEngine(workers=2, timeout=300)
+        outcome["run"] = CryptoManager(loader, engine=engine, batch_size=1).send_tasks(
+            SLOW["model"], params=SLOW["params"], verbose=False)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        active = app.control.inspect(destination=[w1.node, w2.node], timeout=1.0).active() or {}
+        if any(active.values()):
+            break
+    try:
+        assert rabbitmqctl("stop_app").returncode == 0
+        time.sleep(3)
+    finally:
+        started = rabbitmqctl("start_app")
+    assert started.returncode == 0, started.stderr
+    producer.join(300)
+    assert not producer.is_alive(), "results did not arrive after the broker restart"
+    run = outcome["run"]
+    counts = collections.Counter(r.coin for r in run)
+    assert len(counts) == 12 and set(counts.values()) == {1}
+    assert not run.failed, [(r.coin, r.error) for r in run.failed]
+    assert w1.alive() and w2.alive()
+    wait_until_idle([w1.node, w2.node], timeout=120)
