@@ -106,12 +106,15 @@ def cli(log_level: str | None, log_file: Path | None) -> None:
 @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="Model parameter; repeatable.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Local engine processes [default: cores].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Series per task [env CRYPTO_ML_BATCH_SIZE].")
+@click.option("--transfer", type=click.Choice(["auto", "inline", "reference"], case_sensitive=False), default=None,
+              help="Send prices inside tasks, or let workers read the dataset by path and hash "
+                   "[env CRYPTO_ML_TRANSFER; default auto].")
 @click.option("--max-points", type=click.IntRange(min=1), default=None, help="Use only the last N prices of each coin.")
 @click.option("--from-date", default=None, help="Ignore prices before this date (YYYY-MM-DD).")
 @click.option("--to-date", default=None, help="Ignore prices after this date (YYYY-MM-DD).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr [default: when it is a terminal].")
 @click.option("--quiet", "-q", is_flag=True, help="Print only failures and the summary.")
-def forecast(model, coins, horizon, data_path, engine, out, params, workers, batch_size,
+def forecast(model, coins, horizon, data_path, engine, out, params, workers, batch_size, transfer,
              max_points, from_date, to_date, progress, quiet) -> None:
     """Forecast every coin (or --coins) HORIZON days ahead."""
     from .data_loader import CryptoLoader
@@ -124,7 +127,7 @@ def forecast(model, coins, horizon, data_path, engine, out, params, workers, bat
     loader = CryptoLoader(data_path, max_points=max_points, from_date=from_date, to_date=to_date)
     manager = CryptoManager(loader, engine=engine, batch_size=batch_size, workers=workers)
     run = manager.send_tasks(model, _split_coins(coins), horizon, _parse_params(params),
-                             verbose=False, progress=progress)
+                             verbose=False, progress=progress, transfer=transfer)
     if out is not None:
         run.data_hash = loader.data_hash()
         run.write(out)

@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     workers: int | None = Field(default=None, ge=1)
     # Series per task; None sizes batches so every worker gets about four.
     batch_size: int | None = Field(default=None, ge=1)
+    # How prices reach workers: inline in each task, or by reference to a
+    # dataset the workers read themselves; auto: by reference only for celery
+    # and datasets bigger than reference_threshold_mb, where JSON-encoding every
+    # price would cost more than the forecasts.
+    transfer: Literal["auto", "inline", "reference"] = "auto"
+    reference_threshold_mb: float = Field(default=20.0, gt=0)
     # Where trained models are stored (directory); used by train / --from-store.
     model_store: Path = Path.home() / ".cache" / "crypto_ml" / "models"
     # Seconds to wait for one task's result before reporting its coins as timed out.

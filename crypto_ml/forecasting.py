@@ -4,21 +4,28 @@ Payloads and results are JSON-safe dicts (lists, numbers, strings, ISO dates),
 so the same function runs in the local process pool and behind the broker.
 A failure on one series becomes a ``failed`` record; it never raises out of a
 batch.
+
+Prices travel in one of two ways. *Inline*: each series carries its prices.
+*By reference*: the payload names a dataset (path, date filters, sha256) and
+each series only its coin; the worker reads the dataset once per process and
+checks that its copy hashes the same as the producer's, so a worker with
+different files fails loudly instead of forecasting other data.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .exceptions import CryptoMLError
+from .exceptions import CryptoMLError, DataFormatError
 from .models import get_model
 from .models.base import validate_horizon
 
-__all__ = ["forecast_series", "forecast_batch", "failure_record", "forecast_dates"]
+__all__ = ["forecast_series", "forecast_batch", "failure_record", "forecast_dates", "dataset_reference", "load_series"]
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +100,10 @@ def forecast_batch(payload: dict[str, Any]) -> list[dict[str, Any]]:
     """Forecast every series of a batch with one model.
 
     Args:
-        payload: ``{"model": str, "horizon": int, "params": dict,
-            "series": [{"coin": str, "prices": [...], "last_date": "YYYY-MM-DD"}, ...]}``.
+        payload: ``{"model": str, "horizon": int, "params": dict, "series": [...]}``
+            where each series is ``{"coin", "prices", "last_date"}`` (inline), or
+            just ``{"coin"}`` when the payload also has ``"data"``: a dataset
+            reference from ``dataset_reference``.
 
     Returns:
         One record per series, in the payload's order (see ``forecast_series``).
@@ -102,7 +111,73 @@ def forecast_batch(payload: dict[str, Any]) -> list[dict[str, Any]]:
     model = payload["model"]
     horizon = payload["horizon"]
     params = payload.get("params") or {}
-    return [
-        forecast_series(item["coin"], item["prices"], model, horizon, params, item.get("last_date"))
-        for item in payload["series"]
-    ]
+    records = []
+    for item in payload["series"]:
+        if "prices" in item:
+            prices, last_date = item["prices"], item.get("last_date")
+        else:
+            try:
+                prices, last_date = load_series(payload["data"], item["coin"])
+            except CryptoMLError as exc:
+                records.append(failure_record(item["coin"], model, exc))
+                continue
+        records.append(forecast_series(item["coin"], prices, model, horizon, params, last_date))
+    return records
+
+
+def dataset_reference(loader: Any) -> dict[str, Any]:
+    """What a worker needs to read the same data as ``loader``: path, filters and content hash."""
+    return {
+        "path": str(Path(loader.data_path).resolve()),
+        "max_points": loader.max_points,
+        "from_date": loader.from_date.date().isoformat() if loader.from_date is not None else None,
+        "to_date": loader.to_date.date().isoformat() if loader.to_date is not None else None,
+        "sha256": loader.data_hash(),
+    }
+
+
+# Loaders kept by this process, so a worker parses a dataset once, not once per task.
+_LOADERS: dict[tuple[Any, ...], Any] = {}
+_MAX_CACHED_LOADERS = 4
+
+
+def load_series(reference: dict[str, Any], coin: str) -> tuple[np.ndarray, str]:
+    """Prices and last date of ``coin`` from a referenced dataset.
+
+    The producer's path is used when this machine has it; otherwise this
+    worker's ``CRYPTO_ML_DATA_DIR``. Either way the content must hash the same.
+
+    Raises:
+        DataFormatError: the data is missing here or differs from the producer's.
+        UnknownCoinError: no such coin in the dataset.
+    """
+    from .config import get_settings
+    from .data_loader import CryptoLoader
+
+    path = Path(reference["path"])
+    if not path.exists():
+        path = get_settings().resolved_data_dir()
+    key = (str(path), reference.get("max_points"), reference.get("from_date"), reference.get("to_date"),
+           reference.get("sha256"))
+    loader = _LOADERS.get(key)
+    if loader is None:
+        if not path.exists():
+            raise DataFormatError(
+                f"this worker cannot read the producer's data at {reference['path']}; mount it there, "
+                "set CRYPTO_ML_DATA_DIR on the worker, or send prices inline (--transfer inline)"
+            )
+        loader = CryptoLoader(path, max_points=reference.get("max_points"),
+                              from_date=reference.get("from_date"), to_date=reference.get("to_date"))
+        expected = reference.get("sha256")
+        if expected and loader.data_hash() != expected:
+            raise DataFormatError(
+                f"this worker's data at {path} differs from the producer's (sha256 {loader.data_hash()[:12]} "
+                f"!= {expected[:12]}); point CRYPTO_ML_DATA_DIR at the same files or use --transfer inline"
+            )
+        if len(_LOADERS) >= _MAX_CACHED_LOADERS:
+            _LOADERS.clear()
+        _LOADERS[key] = loader
+    frame = loader.get_df(coin)
+    if frame.empty:
+        raise DataFormatError(f"{coin} has no prices in the selected date range")
+    return frame["Close"].to_numpy(dtype=np.float64), frame["Date"].iloc[-1].date().isoformat()

@@ -9,14 +9,16 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .config import get_settings
 from .data_loader import CryptoLoader, normalize_name
 from .engines import Engine, resolve_engine
-from .exceptions import CryptoMLError
-from .forecasting import failure_record, forecast_batch
+from .exceptions import CryptoMLError, InvalidParameterError
+from .forecasting import dataset_reference, failure_record, forecast_batch
 from .models import get_model, resolve_name
 from .models.base import validate_horizon
 from .results import CoinForecast, ForecastRun
@@ -29,6 +31,8 @@ log = logging.getLogger(__name__)
 # does not leave other slots idle at the end, few enough that per-message
 # overhead stays small next to the work.
 BATCHES_PER_SLOT = 4
+
+TRANSFER_MODES = ("auto", "inline", "reference")
 
 
 class CryptoManager:
@@ -72,6 +76,7 @@ class CryptoManager:
         *,
         verbose: bool = True,
         progress: bool | None = None,
+        transfer: str | None = None,
     ) -> ForecastRun:
         """Forecast every coin (or the given ones) ``horizon`` steps ahead.
 
@@ -82,6 +87,10 @@ class CryptoManager:
             params: Model constructor arguments.
             verbose: Print one line per coin, as the seed did: ``bitcoin [[4952.28 5492.85 ...]]``.
             progress: Show a progress bar on stderr; None shows it when stderr is a terminal.
+            transfer: ``"inline"`` sends prices in the tasks; ``"reference"`` sends the
+                dataset's path and hash and workers read it themselves; ``"auto"`` (None:
+                ``CRYPTO_ML_TRANSFER``) sends by reference only to celery workers and
+                only for datasets over ``CRYPTO_ML_REFERENCE_THRESHOLD_MB``.
 
         Returns:
             A ``ForecastRun`` with one ``CoinForecast`` per coin, in the requested order.
@@ -100,17 +109,24 @@ class CryptoManager:
         clock = time.perf_counter()
 
         names = list(coins) if coins is not None else self.loader.get_crypto_names()
+        ordered = list(dict.fromkeys(normalize_name(name) for name in names))
+        engine = self.engine
+        transfer = self._transfer_mode(transfer, engine)
         records: dict[str, dict[str, Any]] = {}
         series: list[dict[str, Any]] = []
-        for name in names:
-            item = self._load_series(name, model)
-            if "status" in item:
-                records[item["coin"]] = item
-            else:
-                series.append(item)
+        extra: dict[str, Any] = {}
+        if transfer == "reference":
+            extra["data"] = dataset_reference(self.loader)
+            series = [{"coin": coin} for coin in ordered]
+        else:
+            for name in dict.fromkeys(names):
+                item = self._load_series(name, model)
+                if "status" in item:
+                    records[item["coin"]] = item
+                else:
+                    series.append(item)
 
-        engine = self.engine
-        payloads = self._batches(series, model, horizon, params, engine.slots)
+        payloads = self._batches(series, model, horizon, params, engine.slots, extra)
         with _progress_bar(len(series), progress) as advance:
             for index, outcome in engine.map(forecast_batch, payloads):
                 batch = payloads[index]["series"]
@@ -120,14 +136,14 @@ class CryptoManager:
                     records[record["coin"]] = record
                 advance(len(batch))
 
-        ordered = [normalize_name(name) for name in names]
-        results = [CoinForecast.from_record(records[coin]) for coin in dict.fromkeys(ordered)]
+        results = [CoinForecast.from_record(records[coin]) for coin in ordered]
         run = ForecastRun(
             model=model,
             horizon=horizon,
             params=params,
             engine=engine.name,
             engine_reason=engine.reason,
+            transfer=transfer,
             data_path=str(self.loader.data_path),
             results=results,
             started_at=started_at,
@@ -155,16 +171,34 @@ class CryptoManager:
             "last_date": frame["Date"].iloc[-1].date().isoformat(),
         }
 
-    def _batches(
-        self, series: list[dict[str, Any]], model: str, horizon: int, params: dict[str, Any], slots: int
-    ) -> list[dict[str, Any]]:
-        from .config import get_settings
+    def _transfer_mode(self, requested: str | None, engine: Engine) -> str:
+        """``inline`` or ``reference``, resolving ``auto`` by engine and data size."""
+        settings = get_settings()
+        mode = (requested or settings.transfer).strip().lower()
+        if mode not in TRANSFER_MODES:
+            raise InvalidParameterError(f"unknown transfer {requested!r}; use one of: {', '.join(TRANSFER_MODES)}")
+        if mode != "auto":
+            return mode
+        # Local processes get arrays cheaply; only the broker pays for big inline payloads.
+        if engine.name != "celery":
+            return "inline"
+        size_mb = _data_bytes(Path(self.loader.data_path)) / 1e6
+        return "reference" if size_mb > settings.reference_threshold_mb else "inline"
 
+    def _batches(
+        self,
+        series: list[dict[str, Any]],
+        model: str,
+        horizon: int,
+        params: dict[str, Any],
+        slots: int,
+        extra: dict[str, Any],
+    ) -> list[dict[str, Any]]:
         size = self.batch_size or get_settings().batch_size
         if size is None:
             size = max(1, math.ceil(len(series) / (max(slots, 1) * BATCHES_PER_SLOT)))
         return [
-            {"model": model, "horizon": horizon, "params": params, "series": series[start : start + size]}
+            {"model": model, "horizon": horizon, "params": params, **extra, "series": series[start : start + size]}
             for start in range(0, len(series), size)
         ]
 
@@ -178,6 +212,13 @@ class CryptoManager:
                 print(f"{result.coin} {values}", file=out)
             else:
                 print(f"{result.coin} FAILED {result.error_type}: {result.error}", file=out)
+
+
+def _data_bytes(path: Path) -> int:
+    """Bytes of a dataset on disk: the long-format file, or the folder's files."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(entry.stat().st_size for entry in path.iterdir() if entry.is_file())
 
 
 @contextlib.contextmanager

@@ -52,6 +52,7 @@ class ForecastRun:
     engine_reason: str
     data_path: str
     results: list[CoinForecast]
+    transfer: str = "inline"
     data_hash: str | None = None
     started_at: str | None = None
     seconds: float | None = None
@@ -113,6 +114,7 @@ class ForecastRun:
             "horizon": self.horizon,
             "engine": self.engine,
             "engine_reason": self.engine_reason,
+            "transfer": self.transfer,
             "data_path": self.data_path,
             "data_sha256": self.data_hash,
             "started_at": self.started_at,

@@ -59,6 +59,11 @@ def test_celery_and_local_give_the_same_forecasts(start_worker, synth_dir):
         assert [r.coin for r in remote] == [r.coin for r in local]
         assert [r.forecast for r in remote] == [r.forecast for r in local]
         assert [r.dates for r in remote] == [r.dates for r in local]
+    by_reference = CryptoManager(loader, engine=CeleryEngine()).send_tasks(
+        "linear", horizon=10, verbose=False, transfer="reference")
+    local = CryptoManager(loader, engine="local").send_tasks("linear", horizon=10, verbose=False)
+    assert by_reference.transfer == "reference"
+    assert [r.forecast for r in by_reference] == [r.forecast for r in local]
 
 
 def test_auto_picks_celery_when_a_worker_answers(start_worker):

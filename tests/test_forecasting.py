@@ -68,3 +68,33 @@ def test_failure_record_shape():
 @pytest.mark.parametrize("last, expected", [(None, None), ("2016-02-28", ["2016-02-29", "2016-03-01"])])
 def test_forecast_dates(last, expected):
     assert forecast_dates(last, 2) == expected
+
+
+def test_batch_by_reference_reads_the_dataset_and_checks_its_hash(synth_dir):
+    from crypto_ml.data_loader import CryptoLoader
+    from crypto_ml.forecasting import dataset_reference
+
+    loader = CryptoLoader(synth_dir, max_points=100)
+    coin = loader.get_crypto_names()[0]
+    reference = dataset_reference(loader)
+    assert reference["max_points"] == 100 and len(reference["sha256"]) == 64
+    payload = {"model": "naive", "horizon": 2, "data": reference, "series": [{"coin": coin}, {"coin": "nope"}]}
+    ok, missing = forecast_batch(payload)
+    assert ok["status"] == "ok" and ok["n_obs"] == 100
+    assert ok["forecast"] == [loader.get_prices(coin)[-1]] * 2
+    assert missing["error_type"] == "UnknownCoinError"
+
+
+def test_reference_to_different_data_fails_loudly(synth_dir):
+    reference = {"path": str(synth_dir), "sha256": "0" * 64}
+    record = forecast_batch({"model": "naive", "horizon": 1, "data": reference, "series": [{"coin": "x"}]})[0]
+    assert record["error_type"] == "DataFormatError"
+    assert "differs from the producer's" in record["error"]
+
+
+def test_reference_to_missing_data_says_what_to_do(monkeypatch, tmp_path):
+    monkeypatch.setenv("CRYPTO_ML_DATA_DIR", str(tmp_path / "absent"))
+    reference = {"path": str(tmp_path / "gone"), "sha256": None}
+    record = forecast_batch({"model": "naive", "horizon": 1, "data": reference, "series": [{"coin": "x"}]})[0]
+    assert record["error_type"] == "DataFormatError"
+    assert "cannot read the producer's data" in record["error"] and "--transfer inline" in record["error"]

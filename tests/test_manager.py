@@ -127,3 +127,16 @@ def test_every_model_runs_on_the_real_coins(real_data_dir, model):
     run = CryptoManager(CryptoLoader(real_data_dir, max_points=365), engine="local").send_tasks(model, verbose=False)
     assert len(run) == 100 and not run.failed
     assert all(np.all(np.isfinite(r.forecast)) for r in run)
+
+
+def test_by_reference_gives_the_same_results_as_inline(synth_dir):
+    loader = CryptoLoader(synth_dir)
+    inline = CryptoManager(loader, engine="local").send_tasks("linear", verbose=False, transfer="inline")
+    by_ref = CryptoManager(loader, engine="local").send_tasks("linear", verbose=False, transfer="reference")
+    assert by_ref.transfer == "reference" and inline.transfer == "inline"
+    assert [(r.coin, r.forecast, r.last_date) for r in by_ref] == [(r.coin, r.forecast, r.last_date) for r in inline]
+
+
+def test_unknown_transfer_mode_is_refused(manager):
+    with pytest.raises(InvalidParameterError, match="unknown transfer 'carrier-pigeon'"):
+        manager.send_tasks("naive", transfer="carrier-pigeon")
