@@ -156,3 +156,20 @@ def test_real_dataset_list_reports_duplicates_and_the_summary_file(real_data_dir
     assert "100 of 100 coins load; 80553 rows" in result.output
     assert "nexus, siacoin are byte-identical" in result.output
     assert "skipped 100 List.csv" in result.output
+
+
+@pytest.mark.broker
+@pytest.mark.realdata
+def test_real_dataset_through_two_celery_workers(start_worker, real_data_dir, tmp_path):
+    from test_celery_engine import task_totals
+
+    w1, w2 = start_worker("cli1"), start_worker("cli2")
+    before = task_totals([w1.node, w2.node])
+    out = tmp_path / "f.csv"
+    done = crypto_ml("forecast", "--engine", "celery", "--data", str(real_data_dir), "--out", str(out),
+                     "--batch-size", "5")
+    assert done.returncode in (0, 1), done.stderr
+    assert "on the celery engine" in done.stderr and "Traceback" not in done.stderr
+    assert pd.read_csv(out)["coin"].nunique() == 100
+    after = task_totals([w1.node, w2.node])
+    assert all(after[n] > before[n] for n in after), (before, after)

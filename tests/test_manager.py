@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
+from crypto_ml.config import get_settings
 from crypto_ml.data_loader import CryptoLoader
 from crypto_ml.exceptions import InvalidParameterError, UnknownModelError
 from crypto_ml.manager import CryptoManager
@@ -140,3 +141,15 @@ def test_by_reference_gives_the_same_results_as_inline(synth_dir):
 def test_unknown_transfer_mode_is_refused(manager):
     with pytest.raises(InvalidParameterError, match="unknown transfer 'carrier-pigeon'"):
         manager.send_tasks("naive", transfer="carrier-pigeon")
+
+
+@pytest.mark.broker
+@pytest.mark.realdata
+def test_send_tasks_on_celery_covers_the_real_coins(start_worker, real_data_dir, monkeypatch):
+    start_worker("mgr1")
+    start_worker("mgr2")
+    monkeypatch.setenv("CRYPTO_ML_DATA_DIR", str(real_data_dir))
+    get_settings.cache_clear()  # settings are read once per process; starting workers read them already
+    run = CryptoManager(engine="celery").send_tasks(verbose=False)
+    assert run.engine == "celery" and len(run) == 100
+    assert all(r.ok or r.error for r in run)
