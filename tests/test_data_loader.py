@@ -6,8 +6,6 @@ import dataclasses
 import gzip
 import json
 import logging
-import os
-import time
 from datetime import date, datetime
 from pathlib import Path
 
@@ -702,24 +700,9 @@ def test_data_hash_of_long_file(tmp_path):
 
 # --- The real dataset ------------------------------------------------------------------
 
-REAL_DATA = Path(os.environ.get("CRYPTO_ML_REAL_DATA")
-                 or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "top100-2017")
-
-
 @pytest.fixture(scope="module")
-def top100() -> Path:
-    if not (REAL_DATA / "Bitcoin.csv").is_file():
-        reason = f"the real top-100 dataset is not at {REAL_DATA}; set CRYPTO_ML_REAL_DATA to its folder"
-        if os.environ.get("CRYPTO_ML_REQUIRE_SERVICES") == "1":
-            # CI (.ci/run) sets this: there the dataset must be present.
-            pytest.fail(f"{reason} (CRYPTO_ML_REQUIRE_SERVICES=1 makes this a failure)")
-        pytest.skip(reason)
-    return REAL_DATA
-
-
-@pytest.fixture(scope="module")
-def top100_loader(top100) -> CryptoLoader:
-    return CryptoLoader(top100)
+def top100_loader(real_data_dir) -> CryptoLoader:
+    return CryptoLoader(real_data_dir)
 
 
 @pytest.fixture(scope="module")
@@ -805,16 +788,6 @@ def test_real_dash_full_month_dates(top100_loader, top100_report):
 
 
 @pytest.mark.realdata
-def test_real_data_hash_is_stable(top100, top100_loader):
-    assert top100_loader.data_hash() == CryptoLoader(top100).data_hash()
+def test_real_data_hash_is_stable(real_data_dir, top100_loader):
+    assert top100_loader.data_hash() == CryptoLoader(real_data_dir).data_hash()
 
-
-@pytest.mark.realdata
-def test_real_dataset_parses_fast(top100):
-    # Best of two fresh loaders, so a cold disk cache or a busy machine does not decide.
-    seconds = []
-    for _ in range(2):
-        clock = time.perf_counter()
-        CryptoLoader(top100).report()
-        seconds.append(time.perf_counter() - clock)
-    assert min(seconds) < 2.0
