@@ -7,7 +7,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -108,35 +108,11 @@ class CryptoManager:
         started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         clock = time.perf_counter()
 
-        names = list(coins) if coins is not None else self.loader.get_crypto_names()
-        ordered = list(dict.fromkeys(normalize_name(name) for name in names))
+        ordered, records, transfer = self.dispatch(
+            forecast_batch, {"model": model, "horizon": horizon, "params": params},
+            coins, label=model, progress=progress, transfer=transfer)
         engine = self.engine
-        transfer = self._transfer_mode(transfer, engine)
-        records: dict[str, dict[str, Any]] = {}
-        series: list[dict[str, Any]] = []
-        extra: dict[str, Any] = {}
-        if transfer == "reference":
-            extra["data"] = dataset_reference(self.loader)
-            series = [{"coin": coin} for coin in ordered]
-        else:
-            for name in dict.fromkeys(names):
-                item = self._load_series(name, model)
-                if "status" in item:
-                    records[item["coin"]] = item
-                else:
-                    series.append(item)
-
-        payloads = self._batches(series, model, horizon, params, engine.slots, extra)
-        with _progress_bar(len(series), progress) as advance:
-            for index, outcome in engine.map(forecast_batch, payloads):
-                batch = payloads[index]["series"]
-                if isinstance(outcome, BaseException):
-                    outcome = [failure_record(item["coin"], model, outcome) for item in batch]
-                for record in outcome:
-                    records[record["coin"]] = record
-                advance(len(batch))
-
-        results = [CoinForecast.from_record(records[coin]) for coin in ordered]
+        results = [CoinForecast.from_record(records[coin][0]) for coin in ordered]
         run = ForecastRun(
             model=model,
             horizon=horizon,
@@ -152,6 +128,64 @@ class CryptoManager:
         if verbose:
             self.print_results(run)
         return run
+
+    def dispatch(
+        self,
+        function: Callable[[dict[str, Any]], list[dict[str, Any]]],
+        task: dict[str, Any],
+        coins: Sequence[str] | None = None,
+        *,
+        label: str,
+        progress: bool | None = None,
+        transfer: str | None = None,
+    ) -> tuple[list[str], dict[str, list[dict[str, Any]]], str]:
+        """Run a batch task function over coins on the engine and gather its records by coin.
+
+        The shared machinery of forecasting and backtesting: load (or reference)
+        the data, cut it into batches, map ``function`` over them, and turn a
+        batch that failed as a whole into a failure record per coin it carried.
+
+        Args:
+            function: A plain task function taking a payload with ``"series"`` and
+                returning records that each name their ``"coin"``.
+            task: Keys merged into every payload (model, horizon, params, ...).
+            coins: Coin names; None means every coin the loader has.
+            label: The model name(s) failure records carry.
+            progress: Progress bar on stderr; None shows it when stderr is a terminal.
+            transfer: ``inline``, ``reference`` or ``auto`` (see ``send_tasks``).
+
+        Returns:
+            The normalised coin names in request order, every coin's records, and the
+            transfer mode used.
+        """
+        names = list(coins) if coins is not None else self.loader.get_crypto_names()
+        ordered = list(dict.fromkeys(normalize_name(name) for name in names))
+        engine = self.engine
+        transfer = self._transfer_mode(transfer, engine)
+        records: dict[str, list[dict[str, Any]]] = {}
+        series: list[dict[str, Any]] = []
+        extra = dict(task)
+        if transfer == "reference":
+            extra["data"] = dataset_reference(self.loader)
+            series = [{"coin": coin} for coin in ordered]
+        else:
+            for name in dict.fromkeys(names):
+                item = self._load_series(name, label)
+                if "status" in item:
+                    records[item["coin"]] = [item]
+                else:
+                    series.append(item)
+
+        payloads = self._batches(series, engine.slots, extra)
+        with _progress_bar(len(series), progress) as advance:
+            for index, outcome in engine.map(function, payloads):
+                batch = payloads[index]["series"]
+                if isinstance(outcome, BaseException):
+                    outcome = [failure_record(item["coin"], label, outcome) for item in batch]
+                for record in outcome:
+                    records.setdefault(record["coin"], []).append(record)
+                advance(len(batch))
+        return ordered, records, transfer
 
     def _load_series(self, name: str, model: str) -> dict[str, Any]:
         """A payload item for one coin, or its failure record if it cannot be loaded."""
@@ -185,20 +219,12 @@ class CryptoManager:
         size_mb = _data_bytes(Path(self.loader.data_path)) / 1e6
         return "reference" if size_mb > settings.reference_threshold_mb else "inline"
 
-    def _batches(
-        self,
-        series: list[dict[str, Any]],
-        model: str,
-        horizon: int,
-        params: dict[str, Any],
-        slots: int,
-        extra: dict[str, Any],
-    ) -> list[dict[str, Any]]:
+    def _batches(self, series: list[dict[str, Any]], slots: int, extra: dict[str, Any]) -> list[dict[str, Any]]:
         size = self.batch_size or get_settings().batch_size
         if size is None:
             size = max(1, math.ceil(len(series) / (max(slots, 1) * BATCHES_PER_SLOT)))
         return [
-            {"model": model, "horizon": horizon, "params": params, **extra, "series": series[start : start + size]}
+            {**extra, "series": series[start : start + size]}
             for start in range(0, len(series), size)
         ]
 
