@@ -6,6 +6,7 @@ Settings use Celery's lowercase names. Each says what it trades off.
 from __future__ import annotations
 
 from celery import Celery
+from celery.signals import worker_process_init
 from kombu import Queue
 
 from .config import get_settings
@@ -57,3 +58,15 @@ app.conf.update(
     worker_max_memory_per_child=1_500_000,
     worker_hijack_root_logger=False,
 )
+
+
+@worker_process_init.connect
+def _configure_pool_process(**_: object) -> None:
+    """Each prefork child shares the cores with its siblings: TensorFlow gets one thread by default.
+
+    TensorFlow itself is imported later, inside the child, on its first deep task:
+    never in the parent, whose forked children would inherit its thread pools.
+    """
+    from .deep import mark_pool_process
+
+    mark_pool_process()

@@ -114,8 +114,11 @@ def cli(log_level: str | None, log_file: Path | None) -> None:
 @click.option("--to-date", default=None, help="Ignore prices after this date (YYYY-MM-DD).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr [default: when it is a terminal].")
 @click.option("--quiet", "-q", is_flag=True, help="Print only failures and the summary.")
+@click.option("--from-store", is_flag=True, help="Forecast with stored models from `crypto-ml train` instead of fitting.")
+@click.option("--store", type=click.Path(path_type=Path), default=None,
+              help="Model store directory [env CRYPTO_ML_MODEL_STORE].")
 def forecast(model, coins, horizon, data_path, engine, out, params, workers, batch_size, transfer,
-             max_points, from_date, to_date, progress, quiet) -> None:
+             max_points, from_date, to_date, progress, quiet, from_store, store) -> None:
     """Forecast every coin (or --coins) HORIZON days ahead."""
     from .data_loader import CryptoLoader
     from .exceptions import InvalidParameterError
@@ -127,7 +130,8 @@ def forecast(model, coins, horizon, data_path, engine, out, params, workers, bat
     loader = CryptoLoader(data_path, max_points=max_points, from_date=from_date, to_date=to_date)
     manager = CryptoManager(loader, engine=engine, batch_size=batch_size, workers=workers)
     run = manager.send_tasks(model, _split_coins(coins), horizon, _parse_params(params),
-                             verbose=False, progress=progress, transfer=transfer)
+                             verbose=False, progress=progress, transfer=transfer, from_store=from_store,
+                             store=store)
     if out is not None:
         run.data_hash = loader.data_hash()
         run.write(out)
@@ -160,6 +164,53 @@ def _print_run(run, *, quiet: bool, out: Path | None) -> None:
     if out is not None:
         summary += f"; results in {out}"
     err.print(summary, highlight=False, markup=False)
+
+
+@cli.command()
+@click.option("--model", "-m", default="lstm", show_default=True, help="Model name; see `crypto-ml models`.")
+@click.option("--coins", "-c", default=None, help="Comma-separated coin names [default: every coin].")
+@data_option
+@click.option("--engine", "-e", type=click.Choice(ENGINE_NAMES, case_sensitive=False), default=None,
+              help="Where training runs [env CRYPTO_ML_ENGINE; default auto].")
+@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="Model parameter; repeatable.")
+@click.option("--store", type=click.Path(path_type=Path), default=None,
+              help="Model store directory [env CRYPTO_ML_MODEL_STORE].")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Local engine processes [default: cores].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Series per task [default: 1 for deep models].")
+@click.option("--transfer", type=click.Choice(["auto", "inline", "reference"], case_sensitive=False), default=None,
+              help="Send prices inside tasks, or let workers read the dataset [env CRYPTO_ML_TRANSFER].")
+@click.option("--max-points", type=click.IntRange(min=1), default=None, help="Train on the last N prices of each coin.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr [default: when it is a terminal].")
+def train(model, coins, data_path, engine, params, store, workers, batch_size, transfer, max_points, progress) -> None:
+    """Train a model per coin and save it to the model store, for `forecast --from-store`."""
+    from rich.table import Table
+
+    from .data_loader import CryptoLoader
+    from .manager import CryptoManager
+
+    loader = CryptoLoader(data_path, max_points=max_points)
+    manager = CryptoManager(loader, engine=engine, batch_size=batch_size, workers=workers)
+    run = manager.train(model, _split_coins(coins), _parse_params(params), store=store, progress=progress,
+                        transfer=transfer)
+    table = Table(title=f"{run.model} models stored in {run.store}", title_justify="left")
+    for header in ("coin", "status", "model id", "rows", "fit s", "metrics / reason"):
+        table.add_column(header, justify="right" if header in ("rows", "fit s") else "left")
+    for record in run.records:
+        if record["status"] == "ok":
+            metrics = dict(record["metrics"])
+            seconds = metrics.pop("fit_seconds", None)
+            shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+            table.add_row(record["coin"], "ok", record["model_id"], str(record["n_obs"]),
+                          f"{seconds:.2f}" if seconds is not None else "", shown)
+        else:
+            table.add_row(record["coin"], "[red]failed[/red]", "", "", "", f"{record['error_type']}: {record['error']}")
+    _console().print(table)
+    err = _console(stderr=True)
+    for record in run.failed:
+        err.print(f"[red]failed[/red] {record['coin']}: {record['error_type']}: {record['error']}", highlight=False)
+    err.print(f"{len(run.ok)} of {len(run.records)} {run.model} models trained on the {run.engine} engine in "
+              f"{run.seconds:.1f} s ({run.engine_reason})", highlight=False, markup=False)
+    sys.exit(EXIT_OK if not run.failed else EXIT_FAILURES)
 
 
 @cli.command("models")

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     # price would cost more than the forecasts.
     transfer: Literal["auto", "inline", "reference"] = "auto"
     reference_threshold_mb: float = Field(default=20.0, gt=0)
+    # TensorFlow threads per process; None: 1 inside a worker pool process
+    # (N processes already share N cores), TensorFlow's default elsewhere.
+    tf_threads: int | None = Field(default=None, ge=1)
     # Where trained models are stored (directory); used by train / --from-store.
     model_store: Path = Path.home() / ".cache" / "crypto_ml" / "models"
     # Seconds to wait for one task's result before reporting its coins as timed out.

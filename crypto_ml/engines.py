@@ -21,6 +21,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from .deep import mark_pool_process
 from .exceptions import EngineError, InvalidParameterError
 
 __all__ = ["Engine", "LocalEngine", "resolve_engine", "ENGINE_NAMES"]
@@ -92,7 +93,8 @@ class LocalEngine(Engine):
         methods = multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
         unfinished: list[int] = []
-        with ProcessPoolExecutor(max_workers=min(workers, len(indices)), mp_context=context) as pool:
+        with ProcessPoolExecutor(max_workers=min(workers, len(indices)), mp_context=context,
+                                 initializer=mark_pool_process) as pool:
             futures = {pool.submit(function, payloads[index]): index for index in indices}
             for future in as_completed(futures):
                 index = futures[future]

@@ -9,7 +9,9 @@ The tree::
      ├── UnknownModelError(KeyError)        no such model in the registry
      ├── InvalidParameterError(ValueError)  a bad argument: horizon <= 0, unknown model param, ...
      ├── NotFittedError(ValueError, AttributeError)  predict() before fit()
-     └── EngineError(RuntimeError)          an execution engine cannot run the batch
+     ├── EngineError(RuntimeError)          an execution engine cannot run the batch
+     └── ModelStoreError                    a stored model is missing, unreadable or not ours
+          └── IncompatibleModelError        a stored model does not fit the request or this install
 
 Messages name the bad value and say what to do. Every exception takes a single
 string argument, so that it survives being serialised across the broker and
@@ -27,6 +29,8 @@ __all__ = [
     "InvalidParameterError",
     "NotFittedError",
     "EngineError",
+    "ModelStoreError",
+    "IncompatibleModelError",
 ]
 
 
@@ -67,3 +71,11 @@ class NotFittedError(ValueError, AttributeError, CryptoMLError):
 
 class EngineError(RuntimeError, CryptoMLError):
     """An execution engine is unavailable or failed as a whole."""
+
+
+class ModelStoreError(CryptoMLError):
+    """A stored model is missing, unreadable, tampered with, or in a format we refuse to load."""
+
+
+class IncompatibleModelError(ModelStoreError):
+    """A stored model cannot serve this request: other parameters, data or library versions."""

@@ -25,7 +25,8 @@ from .exceptions import CryptoMLError, DataFormatError
 from .models import get_model
 from .models.base import validate_horizon
 
-__all__ = ["forecast_series", "forecast_batch", "failure_record", "forecast_dates", "dataset_reference", "load_series"]
+__all__ = ["forecast_series", "forecast_batch", "failure_record", "forecast_dates", "dataset_reference", "load_series",
+           "load_dated_series"]
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +104,17 @@ def forecast_batch(payload: dict[str, Any]) -> list[dict[str, Any]]:
         payload: ``{"model": str, "horizon": int, "params": dict, "series": [...]}``
             where each series is ``{"coin", "prices", "last_date"}`` (inline), or
             just ``{"coin"}`` when the payload also has ``"data"``: a dataset
-            reference from ``dataset_reference``.
+            reference from ``dataset_reference``. With ``"from_store": true`` the
+            stored models in ``"store"`` forecast instead of fitting
+            (``training.forecast_from_store``).
 
     Returns:
         One record per series, in the payload's order (see ``forecast_series``).
     """
+    if payload.get("from_store"):
+        from .training import forecast_from_store
+
+        return forecast_from_store(payload)
     model = payload["model"]
     horizon = payload["horizon"]
     params = payload.get("params") or {}
@@ -151,6 +158,23 @@ def load_series(reference: dict[str, Any], coin: str) -> tuple[np.ndarray, str]:
         DataFormatError: the data is missing here or differs from the producer's.
         UnknownCoinError: no such coin in the dataset.
     """
+    frame = _reference_frame(reference, coin)
+    return frame["Close"].to_numpy(dtype=np.float64), frame["Date"].iloc[-1].date().isoformat()
+
+
+def load_dated_series(reference: dict[str, Any], coin: str) -> tuple[np.ndarray, list[str]]:
+    """Prices of ``coin`` from a referenced dataset and the ISO date of every price (backtests date their windows).
+
+    Raises:
+        DataFormatError: the data is missing here or differs from the producer's.
+        UnknownCoinError: no such coin in the dataset.
+    """
+    frame = _reference_frame(reference, coin)
+    return frame["Close"].to_numpy(dtype=np.float64), frame["Date"].dt.strftime("%Y-%m-%d").tolist()
+
+
+def _reference_frame(reference: dict[str, Any], coin: str) -> Any:
+    """``coin``'s frame from the referenced dataset, read once per process and checked against its hash."""
     from .config import get_settings
     from .data_loader import CryptoLoader
 
@@ -180,4 +204,4 @@ def load_series(reference: dict[str, Any], coin: str) -> tuple[np.ndarray, str]:
     frame = loader.get_df(coin)
     if frame.empty:
         raise DataFormatError(f"{coin} has no prices in the selected date range")
-    return frame["Close"].to_numpy(dtype=np.float64), frame["Date"].iloc[-1].date().isoformat()
+    return frame

@@ -17,11 +17,15 @@ import numpy as np
 from .config import get_settings
 from .data_loader import CryptoLoader, normalize_name
 from .engines import Engine, resolve_engine
+from .evaluation import BacktestRun, backtest_batch, coin_failures, date_windows, validate_request
 from .exceptions import CryptoMLError, InvalidParameterError
 from .forecasting import dataset_reference, failure_record, forecast_batch
 from .models import get_model, resolve_name
+from .models.registry import HEAVY_MODELS
 from .models.base import validate_horizon
-from .results import CoinForecast, ForecastRun
+from .model_store import ModelStore
+from .results import CoinForecast, ForecastRun, TrainRun
+from .training import train_batch
 
 __all__ = ["CryptoManager"]
 
@@ -77,6 +81,8 @@ class CryptoManager:
         verbose: bool = True,
         progress: bool | None = None,
         transfer: str | None = None,
+        from_store: bool = False,
+        store: str | Path | None = None,
     ) -> ForecastRun:
         """Forecast every coin (or the given ones) ``horizon`` steps ahead.
 
@@ -91,6 +97,9 @@ class CryptoManager:
                 dataset's path and hash and workers read it themselves; ``"auto"`` (None:
                 ``CRYPTO_ML_TRANSFER``) sends by reference only to celery workers and
                 only for datasets over ``CRYPTO_ML_REFERENCE_THRESHOLD_MB``.
+            from_store: Forecast with each coin's latest stored model (see ``train``)
+                instead of fitting; ``params`` given must match the stored ones.
+            store: The model store directory; None uses ``CRYPTO_ML_MODEL_STORE``.
 
         Returns:
             A ``ForecastRun`` with one ``CoinForecast`` per coin, in the requested order.
@@ -108,9 +117,11 @@ class CryptoManager:
         started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         clock = time.perf_counter()
 
+        task: dict[str, Any] = {"model": model, "horizon": horizon, "params": params}
+        if from_store:
+            task.update(from_store=True, store=str(ModelStore(store).root.resolve()))
         ordered, records, transfer = self.dispatch(
-            forecast_batch, {"model": model, "horizon": horizon, "params": params},
-            coins, label=model, progress=progress, transfer=transfer)
+            forecast_batch, task, coins, label=model, progress=progress, transfer=transfer)
         engine = self.engine
         results = [CoinForecast.from_record(records[coin][0]) for coin in ordered]
         run = ForecastRun(
@@ -128,6 +139,129 @@ class CryptoManager:
         if verbose:
             self.print_results(run)
         return run
+
+    def train(
+        self,
+        model: str = "lstm",
+        coins: Sequence[str] | None = None,
+        params: dict[str, Any] | None = None,
+        *,
+        store: str | Path | None = None,
+        progress: bool | None = None,
+        transfer: str | None = None,
+    ) -> TrainRun:
+        """Train ``model`` on every coin (or the given ones) and save each to the model store.
+
+        Args:
+            model: A registered model name.
+            coins: Coin names; None means every coin the loader has.
+            params: Model constructor arguments.
+            store: The model store directory; None uses ``CRYPTO_ML_MODEL_STORE``.
+            progress: Progress bar on stderr; None shows it when stderr is a terminal.
+            transfer: ``inline``, ``reference`` or ``auto`` (see ``send_tasks``).
+
+        Returns:
+            A ``TrainRun`` with one record per coin: the stored model's id and
+            training metrics, or the reason it failed.
+
+        Raises:
+            UnknownModelError, InvalidParameterError, EngineError: as ``send_tasks``.
+        """
+        model = resolve_name(model)
+        params = dict(params or {})
+        get_model(model, **params)
+        clock = time.perf_counter()
+        store_root = ModelStore(store).root.resolve()
+        ordered, records, transfer = self.dispatch(
+            train_batch, {"model": model, "params": params, "store": str(store_root)},
+            coins, label=model, progress=progress, transfer=transfer)
+        return TrainRun(model=model, params=params, store=str(store_root), engine=self.engine.name,
+                        engine_reason=self.engine.reason, records=[records[coin][0] for coin in ordered],
+                        seconds=round(time.perf_counter() - clock, 3))
+
+    def backtest(
+        self,
+        models: str | Sequence[str],
+        horizon: int = 10,
+        windows: int = 5,
+        step: int | None = None,
+        coins: Sequence[str] | None = None,
+        params: dict[str, dict[str, Any]] | None = None,
+        *,
+        progress: bool | None = None,
+        transfer: str | None = None,
+    ) -> BacktestRun:
+        """Walk-forward backtest of each model on every coin (or the given ones), against the random walk.
+
+        Args:
+            models: Model names, or one comma-separated string. ``naive`` is added
+                when missing: it is the benchmark every summary compares with.
+            horizon: Steps each window forecasts, >= 1.
+            windows: Windows per coin, >= 1; a short coin uses the ones that fit.
+            step: Points between cutoffs; None uses ``horizon`` (test periods do not overlap).
+            coins: Coin names; None means every coin the loader has.
+            params: ``{model: {parameter: value}}`` constructor arguments.
+            progress: Progress bar on stderr; None shows it when stderr is a terminal.
+            transfer: ``inline``, ``reference`` or ``auto`` (see ``send_tasks``).
+
+        Returns:
+            A ``BacktestRun``: one record per (coin, model, window),
+            coins in request order. A coin that could not be loaded or is too short
+            for one window has one failed record per model, with the reason.
+
+        Raises:
+            UnknownModelError: a model is not registered (every name is checked before anything runs).
+            InvalidParameterError: horizon, windows or step < 1, or a parameter a model does not accept.
+            EngineError: the requested engine cannot run at all.
+        """
+        names, horizon, windows, step, params = validate_request(models, horizon, windows, step, params)
+        started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        clock = time.perf_counter()
+        task = {"models": names, "horizon": horizon, "windows": windows, "step": step, "params": params}
+        ordered, by_coin, transfer = self.dispatch(
+            backtest_batch, task, coins, label=",".join(names), progress=progress, transfer=transfer)
+
+        rank = {name: index for index, name in enumerate(names)}
+        records: list[dict[str, Any]] = []
+        for coin in ordered:
+            found: list[dict[str, Any]] = []
+            for record in by_coin.get(coin, []):
+                if "window" in record:
+                    found.append(record)
+                else:  # failed before a worker backtested it (unloadable coin, lost batch): one record per model
+                    found.extend(coin_failures(coin, names, record["error"], task, record["error_type"]))
+            if any(r.get("cutoff") and not r.get("cutoff_date") for r in found):
+                # Inline payloads carry no dates; date the windows from the producer's copy of the data.
+                try:
+                    date_windows(found, self.loader.get_df(coin)["Date"].dt.strftime("%Y-%m-%d").tolist())
+                except CryptoMLError as exc:
+                    log.warning("cannot date the backtest windows of %s: %s", coin, exc)
+            found.sort(key=lambda r: (rank.get(r["model"], len(rank)), r["window"] or 0))
+            records.extend(found)
+
+        loader = self.loader
+        engine = self.engine
+        return BacktestRun(
+            records=records,
+            models=names,
+            horizon=horizon,
+            windows=windows,
+            step=step,
+            engine=engine.name,
+            engine_reason=engine.reason,
+            data_path=str(loader.data_path),
+            data_hash=loader.data_hash(),
+            seconds=round(time.perf_counter() - clock, 3),
+            started_at=started_at,
+            params={name: get_model(name, **params.get(name, {})).get_params() for name in names},
+            coins=ordered,
+            transfer=transfer,
+            data_filters={
+                "max_points": loader.max_points,
+                "from_date": loader.from_date.date().isoformat() if loader.from_date is not None else None,
+                "to_date": loader.to_date.date().isoformat() if loader.to_date is not None else None,
+            },
+        )
 
     def dispatch(
         self,
@@ -221,6 +355,10 @@ class CryptoManager:
 
     def _batches(self, series: list[dict[str, Any]], slots: int, extra: dict[str, Any]) -> list[dict[str, Any]]:
         size = self.batch_size or get_settings().batch_size
+        models = extra.get("models") or [extra.get("model")]
+        if size is None and any(name in HEAVY_MODELS for name in models):
+            # A deep fit takes seconds: one coin per task spreads them evenly and keeps each under the time limit.
+            size = 1
         if size is None:
             size = max(1, math.ceil(len(series) / (max(slots, 1) * BATCHES_PER_SLOT)))
         return [

@@ -10,7 +10,7 @@ from typing import Any
 
 from .exceptions import InvalidParameterError
 
-__all__ = ["CoinForecast", "ForecastRun", "OUTPUT_FORMATS"]
+__all__ = ["CoinForecast", "ForecastRun", "TrainRun", "OUTPUT_FORMATS"]
 
 OUTPUT_FORMATS = (".csv", ".json", ".parquet")
 
@@ -149,3 +149,24 @@ class ForecastRun:
         manifest_path = path.with_name(path.name + ".manifest.json")
         manifest_path.write_text(json.dumps(self.manifest(), indent=2) + "\n", encoding="utf-8")
         return path
+
+
+@dataclass
+class TrainRun:
+    """What a training run stored: one record per coin with its model id, or its failure."""
+
+    model: str
+    params: dict[str, Any]
+    store: str
+    engine: str
+    engine_reason: str
+    records: list[dict[str, Any]]
+    seconds: float | None = None
+
+    @property
+    def ok(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r["status"] == "ok"]
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r["status"] != "ok"]

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import forecasting
+from . import forecasting, training
 from .celery_app import app
 
-__all__ = ["forecast_batch", "noop"]
+__all__ = ["forecast_batch", "train_batch", "noop"]
 
 
 @app.task(name="crypto_ml.forecast_batch")
 def forecast_batch(payload: dict[str, Any]) -> list[dict[str, Any]]:
     """Forecast a batch of series; see ``crypto_ml.forecasting.forecast_batch``."""
     return forecasting.forecast_batch(payload)
+
+
+@app.task(name="crypto_ml.train_batch")
+def train_batch(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """Train and store models; see ``crypto_ml.training.train_batch``."""
+    return training.train_batch(payload)
 
 
 @app.task(name="crypto_ml.noop")

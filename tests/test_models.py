@@ -18,6 +18,14 @@ from crypto_ml.models import MODEL_REGISTRY, available_models, get_model, get_mo
 ALL_MODELS = available_models()
 HORIZON = 10
 
+# Deep models fit with small settings in the contract tests; their real
+# behaviour is checked on known series below.
+FAST = {"lstm": {"epochs": 2, "window": 8, "units": [4, 4], "min_windows": 3}}
+
+
+def build(name: str, **params):
+    return get_model(name, **{**FAST.get(name, {}), **params})
+
 
 def random_walk(n: int = 400, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
@@ -36,7 +44,7 @@ def test_builds_with_defaults_and_reports_its_name(name):
 
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_fit_returns_self_and_sets_learned_attributes(name):
-    model = get_model(name)
+    model = build(name)
     assert model.fit(random_walk()) is model
     learned = [attr for attr in vars(model) if attr.endswith("_")]
     assert "n_obs_" in learned and len(learned) >= 2
@@ -44,7 +52,7 @@ def test_fit_returns_self_and_sets_learned_attributes(name):
 
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_predict_has_shape_h_and_is_finite(name):
-    forecast = get_model(name).fit(random_walk()).predict(HORIZON)
+    forecast = build(name).fit(random_walk()).predict(HORIZON)
     assert forecast.shape == (HORIZON,)
     assert forecast.dtype == np.float64
     assert np.all(np.isfinite(forecast))
@@ -53,13 +61,13 @@ def test_predict_has_shape_h_and_is_finite(name):
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_predict_before_fit_raises_not_fitted(name):
     with pytest.raises(NotFittedError, match="call fit"):
-        get_model(name).predict(HORIZON)
+        build(name).predict(HORIZON)
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_too_short_series_raises_clear_error(name):
-    model = get_model(name)
-    too_short = random_walk()[: get_model_class(name).min_points - 1]
+    model = build(name)
+    too_short = random_walk()[: model.min_points - 1]
     with pytest.raises(SeriesTooShortError, match=f"needs at least {model.min_points} points") as info:
         model.fit(too_short)
     assert isinstance(info.value, DataFormatError) and isinstance(info.value, CryptoMLError)
@@ -67,15 +75,15 @@ def test_too_short_series_raises_clear_error(name):
 
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_accepts_its_minimum_length(name):
-    cls = get_model_class(name)
-    forecast = get_model(name).fit(random_walk()[: cls.min_points]).predict(3)
+    model = build(name)
+    forecast = model.fit(random_walk()[: model.min_points]).predict(3)
     assert np.all(np.isfinite(forecast))
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)
 @pytest.mark.parametrize("bad_h", [0, -1, 2.5, "10", True])
 def test_bad_horizon_raises(name, bad_h):
-    model = get_model(name).fit(random_walk())
+    model = build(name).fit(random_walk())
     with pytest.raises(InvalidParameterError, match="horizon must be an integer >= 1"):
         model.predict(bad_h)
 
@@ -85,20 +93,20 @@ def test_non_finite_or_2d_input_raises_data_format_error(name):
     y = random_walk()
     y[10] = np.nan
     with pytest.raises(DataFormatError, match="NaN or infinite"):
-        get_model(name).fit(y)
+        build(name).fit(y)
     with pytest.raises(DataFormatError, match="1-D"):
-        get_model(name).fit(random_walk().reshape(-1, 2))
+        build(name).fit(random_walk().reshape(-1, 2))
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_deterministic(name):
     y = random_walk(seed=3)
-    np.testing.assert_array_equal(get_model(name).fit(y).predict(HORIZON), get_model(name).fit(y).predict(HORIZON))
+    np.testing.assert_array_equal(build(name).fit(y).predict(HORIZON), build(name).fit(y).predict(HORIZON))
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_constant_series_forecasts_the_constant(name):
-    forecast = get_model(name).fit(np.full(200, 7.25)).predict(HORIZON)
+    forecast = build(name).fit(np.full(200, 7.25)).predict(HORIZON)
     np.testing.assert_allclose(forecast, 7.25, rtol=1e-6)
 
 
@@ -106,7 +114,7 @@ def test_constant_series_forecasts_the_constant(name):
 def test_tiny_prices_keep_their_scale(name):
     # Real coins trade at 3e-8; a model must not flatten them to 0 or blow them up.
     y = random_walk() * 3e-10
-    forecast = get_model(name).fit(y).predict(HORIZON)
+    forecast = build(name).fit(y).predict(HORIZON)
     assert np.all(np.abs(forecast) < 100 * y.max())
     assert np.all(np.abs(forecast - y[-1]) < 10 * (y.max() - y.min()))
 
@@ -186,3 +194,57 @@ def test_unknown_parameter_names_what_is_accepted():
 def test_invalid_parameter_value_is_a_clear_error():
     with pytest.raises(InvalidParameterError, match="window must be an int >= 2"):
         get_model("linear", window=1).fit(random_walk())
+
+
+# --- the LSTM ---------------------------------------------------------------------
+
+from crypto_ml.models.lstm import make_windows  # noqa: E402
+
+
+def test_windows_are_normalised_by_their_first_price():
+    X, target = make_windows(np.array([2.0, 4.0, 3.0, 6.0]), window=2)
+    np.testing.assert_allclose(X[:, :, 0], [[0.0, 1.0], [0.0, -0.25]])
+    np.testing.assert_allclose(target, [0.5, 0.5])  # 3/2 - 1 and 6/4 - 1
+
+
+def test_lstm_is_the_seeds_deep_predict():
+    assert resolve_name("deep_predict") == "lstm"
+    assert get_model("lstm").get_params()["window"] == 50
+
+
+def test_lstm_series_shorter_than_window_plus_horizon_fails_clearly():
+    with pytest.raises(SeriesTooShortError, match="lstm needs at least 60 points, the series has 11"):
+        get_model("lstm").fit(random_walk(11))
+
+
+def test_lstm_refuses_non_positive_prices():
+    y = random_walk()
+    y[5] = 0.0
+    with pytest.raises(DataFormatError, match="positive prices"):
+        build("lstm").fit(y)
+
+
+def test_lstm_bad_params_are_named():
+    with pytest.raises(InvalidParameterError, match="lstm: window must be an integer >= 1, got 0"):
+        get_model("lstm", window=0).fit(random_walk())
+
+
+def test_lstm_normalisation_is_scale_free():
+    # The same series at bitcoin's and at Sprouts' scale (3e-8) gives the same forecast, scaled.
+    y = random_walk(200)
+    big = build("lstm", seed=1).fit(y).predict(5)
+    tiny = build("lstm", seed=1).fit(y * 1e-10).predict(5)
+    np.testing.assert_allclose(tiny, big * 1e-10, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_lstm_beats_naive_on_a_sine_wave_by_a_wide_margin():
+    """A recursion that does not roll forward forecasts the same value ten times and fails this."""
+    t = np.arange(700)
+    y = 10 + 3 * np.sin(2 * np.pi * t / 25)
+    truth = 10 + 3 * np.sin(2 * np.pi * np.arange(700, 710) / 25)
+    forecast = get_model("lstm", epochs=100, patience=10).fit(y).predict(HORIZON)
+    lstm_mae = np.abs(forecast - truth).mean()
+    naive_mae = np.abs(y[-1] - truth).mean()
+    assert lstm_mae < 0.1 * naive_mae, (lstm_mae, naive_mae)
+    assert np.ptp(forecast) > 1.0  # it follows the wave instead of repeating one value

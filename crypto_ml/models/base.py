@@ -99,6 +99,10 @@ class Forecaster:
             raise AssertionError(f"{self.name} returned shape {forecast.shape} for h={h}")
         return forecast
 
+    def training_metrics(self) -> dict[str, Any]:
+        """What training measured (losses, epochs), for the model store; empty for closed-form fits."""
+        return {}
+
     @classmethod
     def param_names(cls) -> list[str]:
         """The keyword arguments the constructor accepts."""

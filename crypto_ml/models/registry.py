@@ -23,13 +23,14 @@ MODEL_REGISTRY: dict[str, str] = {
     "svr_linear": "crypto_ml.models.svr:LinearSVRModel",
     "svr_rbf": "crypto_ml.models.svr:RbfSVRModel",
     "svr_poly": "crypto_ml.models.svr:PolySVRModel",
+    "lstm": "crypto_ml.models.lstm:LSTMModel",
 }
 
 # Models that hold a deep-learning framework: routed to the heavy queue.
-HEAVY_MODELS: frozenset[str] = frozenset()
+HEAVY_MODELS: frozenset[str] = frozenset({"lstm"})
 
 # Other names users may know a model by; they resolve to a registry name.
-ALIASES: dict[str, str] = {}
+ALIASES: dict[str, str] = {"deep_predict": "lstm"}  # the seed's name for its LSTM
 
 
 def available_models() -> list[str]:
