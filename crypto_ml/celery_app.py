@@ -56,7 +56,6 @@ app.conf.update(
     # Recycle a process that grew past this (KiB) after its current task, rather
     # than --max-tasks-per-child 1, which paid the TensorFlow import on every task.
     worker_max_memory_per_child=1_500_000,
-    worker_hijack_root_logger=False,
 )
 
 

@@ -172,6 +172,8 @@ class CryptoManager:
         get_model(model, **params)
         clock = time.perf_counter()
         store_root = ModelStore(store).root.resolve()
+        # Workers on this machine must find it; a worker without it uses its own CRYPTO_ML_MODEL_STORE.
+        store_root.mkdir(parents=True, exist_ok=True)
         ordered, records, transfer = self.dispatch(
             train_batch, {"model": model, "params": params, "store": str(store_root)},
             coins, label=model, progress=progress, transfer=transfer)

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 #: Bumped when the layout or metadata changes incompatibly.
 STORE_FORMAT = 1
 
-# The only types a .skops file may contain; anything else is refused unread.
+# The estimators a .skops file may hold; anything else is refused.
 _SKOPS_ALLOWED = frozenset({
     "sklearn.svm._classes.SVR",
     "sklearn.linear_model._base.LinearRegression",
@@ -127,7 +127,7 @@ class ModelStore:
                 "model": model.name,
                 "params": params,
                 "coin": coin,
-                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "created_at": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
                 "data": data,
                 "metrics": metrics,
                 "versions": library_versions(),
@@ -262,11 +262,21 @@ class ModelStore:
         if entry["kind"] == "skops" and path.suffix == ".skops":
             import skops.io as sio
 
-            untrusted = set(sio.get_untrusted_types(file=path))
-            refused = sorted(untrusted - _SKOPS_ALLOWED)
-            if refused:
-                raise ModelStoreError(f"refusing {path}: it holds types we do not load: {', '.join(refused)}")
-            return sio.load(path, trusted=sorted(untrusted))
+            try:
+                # skops itself only builds types it trusts (numpy, scikit-learn) and never unpickles;
+                # anything beyond those is refused before loading, and the result must be one we store.
+                untrusted = sio.get_untrusted_types(file=path)
+                if untrusted:
+                    raise ModelStoreError(f"refusing {path}: it holds types we do not load: {', '.join(untrusted)}")
+                value = sio.load(path)
+            except ModelStoreError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a file skops cannot read is refused, whatever it is
+                raise ModelStoreError(f"refusing {path}: not a readable .skops file ({exc})") from None
+            kind = f"{type(value).__module__}.{type(value).__qualname__}"
+            if kind not in _SKOPS_ALLOWED:
+                raise ModelStoreError(f"refusing {path}: it holds types we do not load: {kind}")
+            return value
         raise ModelStoreError(f"refusing {path}: unknown kind {entry['kind']!r}")
 
     @staticmethod

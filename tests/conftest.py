@@ -32,11 +32,23 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+def pytest_runtest_setup(item):
+    """Tests marked ``deep`` need the deep extra; without it they skip (or fail in CI)."""
+    if item.get_closest_marker("deep"):
+        import importlib.util
+
+        missing = [name for name in ("keras", "tensorflow") if importlib.util.find_spec(name) is None]
+        if missing:
+            skip_or_fail(f"{', '.join(missing)} not installed; install the deep extra: pip install -e '.[deep]'")
+
+
 @pytest.fixture(autouse=True)
-def isolated_settings(monkeypatch):
-    """Every test starts from the documented defaults, whatever the developer's shell exports."""
+def isolated_settings(monkeypatch, tmp_path):
+    """Every test starts from the documented defaults, whatever the developer's shell exports,
+    and never writes models into the developer's own store."""
     for field in Settings.model_fields:
         monkeypatch.delenv(f"CRYPTO_ML_{field.upper()}", raising=False)
+    monkeypatch.setenv("CRYPTO_ML_MODEL_STORE", str(tmp_path / "model-store"))
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

@@ -13,9 +13,11 @@ from crypto_ml.exceptions import (
     SeriesTooShortError,
     UnknownModelError,
 )
-from crypto_ml.models import MODEL_REGISTRY, available_models, get_model, get_model_class, resolve_name
+from crypto_ml.models import MODEL_REGISTRY, available_models, get_model, resolve_name
+from crypto_ml.models.registry import HEAVY_MODELS
 
-ALL_MODELS = available_models()
+ALL_MODELS = [pytest.param(name, marks=pytest.mark.deep) if name in HEAVY_MODELS else name
+              for name in available_models()]
 HORIZON = 10
 
 # Deep models fit with small settings in the contract tests; their real
@@ -175,7 +177,7 @@ def test_unknown_model_lists_valid_names_and_suggests():
         get_model("linaer")
     message = str(info.value)
     assert "unknown model 'linaer'" in message
-    assert all(name in message for name in ALL_MODELS)
+    assert all(name in message for name in available_models())
     assert "Did you mean: linear" in message
     assert isinstance(info.value, KeyError) and isinstance(info.value, CryptoMLError)
 
@@ -217,6 +219,7 @@ def test_lstm_series_shorter_than_window_plus_horizon_fails_clearly():
         get_model("lstm").fit(random_walk(11))
 
 
+@pytest.mark.deep
 def test_lstm_refuses_non_positive_prices():
     y = random_walk()
     y[5] = 0.0
@@ -224,11 +227,13 @@ def test_lstm_refuses_non_positive_prices():
         build("lstm").fit(y)
 
 
+@pytest.mark.deep
 def test_lstm_bad_params_are_named():
     with pytest.raises(InvalidParameterError, match="lstm: window must be an integer >= 1, got 0"):
         get_model("lstm", window=0).fit(random_walk())
 
 
+@pytest.mark.deep
 def test_lstm_normalisation_is_scale_free():
     # The same series at bitcoin's and at Sprouts' scale (3e-8) gives the same forecast, scaled.
     y = random_walk(200)
@@ -238,6 +243,7 @@ def test_lstm_normalisation_is_scale_free():
 
 
 @pytest.mark.slow
+@pytest.mark.deep
 def test_lstm_beats_naive_on_a_sine_wave_by_a_wide_margin():
     """A recursion that does not roll forward forecasts the same value ten times and fails this."""
     t = np.arange(700)
