@@ -43,11 +43,16 @@ def ping_workers(timeout: float = 1.0, broker_url: str | None = None) -> dict[st
 
 
 def queue_for_payload(payload: dict[str, Any]) -> str:
-    """The queue a payload belongs on: heavy models go to their own worker pool."""
+    """The queue a payload belongs on: heavy models go to their own worker pool.
+
+    A payload with several ``models`` (a backtest) is heavy if any of them is:
+    a light worker may not have the deep-learning libraries at all.
+    """
     from .celery_app import HEAVY_QUEUE, LIGHT_QUEUE
     from .models.registry import HEAVY_MODELS
 
-    return HEAVY_QUEUE if payload.get("model") in HEAVY_MODELS else LIGHT_QUEUE
+    names = [*(payload.get("models") or []), payload.get("model")]
+    return HEAVY_QUEUE if any(name in HEAVY_MODELS for name in names) else LIGHT_QUEUE
 
 
 def to_json_safe(value: Any) -> Any:

@@ -213,6 +213,142 @@ def train(model, coins, data_path, engine, params, store, workers, batch_size, t
     sys.exit(EXIT_OK if not run.failed else EXIT_FAILURES)
 
 
+@cli.command()
+@click.option("--models", "-m", default="naive,drift,linear", show_default=True,
+              help="Comma-separated model names; naive is always added, as the benchmark.")
+@click.option("--horizon", "-H", type=int, default=10, show_default=True, help="Days each window forecasts.")
+@click.option("--windows", "-w", type=int, default=5, show_default=True,
+              help="Rolling origins per coin; a short coin uses the ones that fit.")
+@click.option("--step", type=int, default=None,
+              help="Days between origins [default: the horizon, so test periods do not overlap].")
+@click.option("--coins", "-c", default=None, help="Comma-separated coin names [default: every coin].")
+@data_option
+@click.option("--engine", "-e", type=click.Choice(ENGINE_NAMES, case_sensitive=False), default=None,
+              help="Where tasks run [env CRYPTO_ML_ENGINE; default auto: celery if a worker answers, else local].")
+@click.option("--param", "-p", "params", multiple=True, metavar="MODEL.KEY=VALUE",
+              help="Model parameter, e.g. svr_rbf.C=10; repeatable.")
+@click.option("--out", "-o", type=click.Path(path_type=Path), required=True,
+              help="Write one row per coin, model and window to FILE (.csv, .json or .parquet), "
+                   "with a manifest beside it.")
+@click.option("--report", "report_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Write report.md with PNG plots into this folder.")
+@click.option("--plot-coins", default=None,
+              help="Comma-separated coins to plot in the report [default: the 3 longest].")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Local engine processes [default: cores].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Series per task [env CRYPTO_ML_BATCH_SIZE].")
+@click.option("--transfer", type=click.Choice(["auto", "inline", "reference"], case_sensitive=False), default=None,
+              help="Send prices inside tasks, or let workers read the dataset by path and hash "
+                   "[env CRYPTO_ML_TRANSFER; default auto].")
+@click.option("--max-points", type=click.IntRange(min=1), default=None, help="Use only the last N prices of each coin.")
+@click.option("--from-date", default=None, help="Ignore prices before this date (YYYY-MM-DD).")
+@click.option("--to-date", default=None, help="Ignore prices after this date (YYYY-MM-DD).")
+@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr [default: when it is a terminal].")
+@click.pass_context
+def backtest(ctx, models, horizon, windows, step, coins, data_path, engine, params, out, report_dir, plot_coins,
+             workers, batch_size, transfer, max_points, from_date, to_date, progress) -> None:
+    """Walk-forward backtest: score each model's forecasts on every coin (or --coins) against the random walk."""
+    from .data_loader import CryptoLoader, normalize_name
+    from .evaluation import check_output_path, validate_request
+    from .exceptions import InvalidParameterError
+    from .manager import CryptoManager
+
+    check_output_path(out)
+    model_params = _parse_model_params(params)
+    validate_request(models, horizon, windows, step, model_params)  # every bad value is exit 2 before any work
+    coin_list = _split_coins(coins)
+    plot = _split_coins(plot_coins)
+    if plot is not None and report_dir is None:
+        raise click.BadParameter("--plot-coins chooses the coins of a report; add --report DIR",
+                                 param_hint="--plot-coins")
+    loader = CryptoLoader(data_path, max_points=max_points, from_date=from_date, to_date=to_date)
+    if plot is not None:
+        candidates = [normalize_name(c) for c in coin_list] if coin_list else loader.get_crypto_names()
+        unknown = [c for c in plot if normalize_name(c) not in candidates]
+        if unknown:
+            raise InvalidParameterError(f"--plot-coins {', '.join(unknown)}: not among the coins backtested; "
+                                        "pick coins from --coins or `crypto-ml data list`")
+    manager = CryptoManager(loader, engine=engine, batch_size=batch_size, workers=workers)
+    run = manager.backtest(models, horizon, windows, step, coin_list, model_params,
+                           progress=progress, transfer=transfer)
+    run.command = _command_line(ctx)
+    run.write(out)
+    report_path = None
+    if report_dir is not None:
+        from .report import write_report
+
+        report_path = write_report(run, report_dir, plot_coins=plot)
+    _print_backtest(run, out=out, report=report_path)
+    sys.exit(EXIT_OK if not run.failed else EXIT_FAILURES)
+
+
+def _parse_model_params(pairs: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """``("svr_rbf.C=10", "linear.window=30")`` -> ``{"svr_rbf": {"C": 10}, "linear": {"window": 30}}``."""
+    params: dict[str, dict[str, Any]] = {}
+    for key, value in _parse_params(pairs).items():
+        model, dot, name = key.partition(".")
+        if not dot or not model or not name:
+            raise click.BadParameter(f"{key!r} does not name its model; use MODEL.KEY=VALUE, e.g. --param svr_rbf.C=10",
+                                     param_hint="--param")
+        params.setdefault(model, {})[name] = value
+    return params
+
+
+def _command_line(ctx: click.Context) -> str:
+    """The command as it ran, every option spelled out (defaults included), for the manifest."""
+    import shlex
+
+    parts = ["crypto-ml", ctx.info_name or "backtest"]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if not isinstance(param, click.Option) or value is None or value == ():
+            continue
+        if param.is_flag:
+            if value is True:
+                parts.append(param.opts[0])
+            elif param.secondary_opts:
+                parts.append(param.secondary_opts[0])
+        elif param.multiple:
+            for item in value:
+                parts += [param.opts[0], str(item)]
+        else:
+            parts += [param.opts[0], str(value)]
+    return shlex.join(parts)
+
+
+def _print_backtest(run, *, out: Path, report: Path | None) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .report import summary_rows
+
+    rows = summary_rows(run)
+    table = Table(title=f"backtest: {run.horizon}-day forecasts, up to {run.windows} windows per coin, "
+                        "against the random walk (naive)", title_justify="left")
+    for header in rows[0] if rows else ["model"]:
+        table.add_column(header, justify="left" if header in ("model", "beats naive") else "right")
+    for row in rows:
+        table.add_row(*row.values())
+    _console().print(table)
+    err = _console(stderr=True)
+    # Identical failures of several models (a coin too short for any window) print once, naming the models.
+    grouped: dict[tuple[Any, ...], list[str]] = {}
+    for r in run.failed:
+        grouped.setdefault((r["coin"], r.get("window"), r["error_type"], r["error"]), []).append(r["model"])
+    for (coin, window, error_type, error), models in grouped.items():
+        where = coin if window is None else f"{coin} window {window}"
+        reason = escape(f"{where} ({', '.join(models)}): {error_type}: {error}")  # errors may hold [brackets]
+        err.print(f"[red]failed[/red] {reason}", highlight=False, soft_wrap=True)
+    coins = len({r["coin"] for r in run.records})
+    summary = (f"{len(run.ok)} of {len(run.records)} windows backtested over {coins} coins and "
+               f"{len(run.models)} models on the {run.engine} engine in {run.seconds:.2f} s ({run.engine_reason})")
+    if run.failed:
+        summary += f"; {len(run.failed)} failed"
+    summary += f"; results in {out}"
+    if report is not None:
+        summary += f"; report in {report}"
+    err.print(summary, highlight=False, markup=False, soft_wrap=True)
+
+
 @cli.command("models")
 def list_models() -> None:
     """List the registered models and their parameters."""

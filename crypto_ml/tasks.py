@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import forecasting, training
+from . import evaluation, forecasting, training
 from .celery_app import app
 
-__all__ = ["forecast_batch", "train_batch", "noop"]
+__all__ = ["forecast_batch", "train_batch", "backtest_batch", "noop"]
 
 
 @app.task(name="crypto_ml.forecast_batch")
@@ -20,6 +20,12 @@ def forecast_batch(payload: dict[str, Any]) -> list[dict[str, Any]]:
 def train_batch(payload: dict[str, Any]) -> list[dict[str, Any]]:
     """Train and store models; see ``crypto_ml.training.train_batch``."""
     return training.train_batch(payload)
+
+
+@app.task(name="crypto_ml.backtest_batch")
+def backtest_batch(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """Backtest a batch of series; see ``crypto_ml.evaluation.backtest_batch``."""
+    return evaluation.backtest_batch(payload)
 
 
 @app.task(name="crypto_ml.noop")

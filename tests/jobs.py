@@ -1,8 +1,12 @@
-"""Importable task functions for engine tests, so real pool processes and workers can run them."""
+"""Importable task functions and models for tests, so real pool processes and workers can run them."""
 
 from __future__ import annotations
 
 import os
+
+import numpy as np
+
+from crypto_ml.models.base import Forecaster
 
 
 def square(payload: dict) -> dict:
@@ -12,3 +16,89 @@ def square(payload: dict) -> dict:
     if payload.get("fail"):
         raise ValueError(f"asked to fail on {payload['x']}")
     return {"x": payload["x"], "square": payload["x"] ** 2, "pid": os.getpid()}
+
+
+# --- models for backtest leakage tests (registered by tests through MODEL_REGISTRY as "jobs:Class") ---
+
+
+class SpyModel(Forecaster):
+    """The random walk, recording a copy of every series it is fitted on (in this process)."""
+
+    name = "spy"
+    min_points = 1
+    fitted: list[np.ndarray] = []
+
+    def __init__(self) -> None:
+        pass
+
+    def _fit(self, y: np.ndarray) -> None:
+        SpyModel.fitted.append(y.copy())
+        self.last_ = float(y[-1])
+
+    def _predict(self, h: int) -> np.ndarray:
+        return np.full(h, self.last_)
+
+
+class PeekingModel(Forecaster):
+    """A cheat: if the array it is fitted on is a view into a longer series, it forecasts that series' future.
+
+    Handed ``prices[:cutoff]`` as a slice, ``y.base`` is the whole series and
+    this model scores perfectly; handed a copy, it can only repeat the last price.
+    """
+
+    name = "peeking"
+    min_points = 1
+    peeked: list[int] = []
+
+    def __init__(self) -> None:
+        pass
+
+    def _fit(self, y: np.ndarray) -> None:
+        root = y
+        while isinstance(root.base, np.ndarray):
+            root = root.base
+        self.future_ = None
+        if root is not y and root.size > y.size and np.array_equal(root[: y.size], y):
+            self.future_ = np.array(root[y.size :])
+            PeekingModel.peeked.append(int(y.size))
+        self.last_ = float(y[-1])
+
+    def _predict(self, h: int) -> np.ndarray:
+        if self.future_ is not None and self.future_.size >= h:
+            return self.future_[:h]
+        return np.full(h, self.last_)
+
+
+class MutatingModel(Forecaster):
+    """A vandal: overwrites the array it was fitted on, which would corrupt any window or model sharing it."""
+
+    name = "mutating"
+    min_points = 1
+
+    def __init__(self) -> None:
+        pass
+
+    def _fit(self, y: np.ndarray) -> None:
+        self.last_ = float(y[-1])
+        y[:] = -1.0
+
+    def _predict(self, h: int) -> np.ndarray:
+        return np.full(h, self.last_)
+
+
+class FussyModel(Forecaster):
+    """The random walk, except that fitting raises RuntimeError when the last training price exceeds ``fail_above``."""
+
+    name = "fussy"
+    min_points = 1
+
+    def __init__(self, *, fail_above: float = float("inf")) -> None:
+        self.fail_above = fail_above
+
+    def _fit(self, y: np.ndarray) -> None:
+        if y[-1] > self.fail_above:
+            raise RuntimeError(f"last price {y[-1]} is above {self.fail_above}")
+        self.last_ = float(y[-1])
+
+    def _predict(self, h: int) -> np.ndarray:
+        return np.full(h, self.last_)

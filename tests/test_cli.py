@@ -68,7 +68,7 @@ def test_broken_files_are_reported_by_name_with_exit_code_1(synth_dir, tmp_path)
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--model", "prophet"], "error: unknown model 'prophet'; valid models are: drift, linear, naive"),
+        (["--model", "prophet"], "error: unknown model 'prophet'; valid models are: drift, linear, lstm, naive"),
         (["--horizon", "0"], "error: horizon must be an integer >= 1, got 0"),
         (["--data", "/no/such/folder"], "/no/such/folder"),
         (["--out", "f.xlsx"], "error: cannot write results to 'f.xlsx'"),
