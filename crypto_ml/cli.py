@@ -83,6 +83,40 @@ data_option = click.option(
 )
 
 
+def _compose(*decorators):
+    """Several click options as one decorator, so commands that share them declare them once."""
+
+    def apply(function):
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+
+    return apply
+
+
+engine_option = click.option(
+    "--engine", "-e", type=click.Choice(ENGINE_NAMES, case_sensitive=False), default=None,
+    help="Where tasks run [env CRYPTO_ML_ENGINE; default auto: celery if a worker answers, else local].",
+)
+dispatch_options = _compose(
+    click.option("--workers", type=click.IntRange(min=1), default=None, help="Local engine processes [default: cores]."),
+    click.option("--batch-size", type=click.IntRange(min=1), default=None,
+                 help="Series per task [env CRYPTO_ML_BATCH_SIZE; default: about four tasks per process, "
+                      "one coin per task for deep models]."),
+    click.option("--transfer", type=click.Choice(["auto", "inline", "reference"], case_sensitive=False), default=None,
+                 help="Send prices inside tasks, or let workers read the dataset by path and hash "
+                      "[env CRYPTO_ML_TRANSFER; default auto]."),
+    click.option("--progress/--no-progress", default=None, help="Progress bar on stderr [default: when it is a terminal]."),
+)
+max_points_option = click.option("--max-points", type=click.IntRange(min=1), default=None,
+                                 help="Use only the last N prices of each coin.")
+date_options = _compose(
+    max_points_option,
+    click.option("--from-date", default=None, help="Ignore prices before this date (YYYY-MM-DD)."),
+    click.option("--to-date", default=None, help="Ignore prices after this date (YYYY-MM-DD)."),
+)
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="crypto-ml")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
@@ -99,20 +133,12 @@ def cli(log_level: str | None, log_file: Path | None) -> None:
 @click.option("--coins", "-c", default=None, help="Comma-separated coin names [default: every coin].")
 @click.option("--horizon", "-H", type=int, default=10, show_default=True, help="Days to forecast.")
 @data_option
-@click.option("--engine", "-e", type=click.Choice(ENGINE_NAMES, case_sensitive=False), default=None,
-              help="Where tasks run [env CRYPTO_ML_ENGINE; default auto: celery if a worker answers, else local].")
+@engine_option
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=None,
               help="Write results to FILE (.csv, .json or .parquet), with a manifest beside it.")
 @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="Model parameter; repeatable.")
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="Local engine processes [default: cores].")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Series per task [env CRYPTO_ML_BATCH_SIZE].")
-@click.option("--transfer", type=click.Choice(["auto", "inline", "reference"], case_sensitive=False), default=None,
-              help="Send prices inside tasks, or let workers read the dataset by path and hash "
-                   "[env CRYPTO_ML_TRANSFER; default auto].")
-@click.option("--max-points", type=click.IntRange(min=1), default=None, help="Use only the last N prices of each coin.")
-@click.option("--from-date", default=None, help="Ignore prices before this date (YYYY-MM-DD).")
-@click.option("--to-date", default=None, help="Ignore prices after this date (YYYY-MM-DD).")
-@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr [default: when it is a terminal].")
+@date_options
+@dispatch_options
 @click.option("--quiet", "-q", is_flag=True, help="Print only failures and the summary.")
 @click.option("--from-store", is_flag=True, help="Forecast with stored models from `crypto-ml train` instead of fitting.")
 @click.option("--store", type=click.Path(path_type=Path), default=None,
@@ -170,17 +196,12 @@ def _print_run(run, *, quiet: bool, out: Path | None) -> None:
 @click.option("--model", "-m", default="lstm", show_default=True, help="Model name; see `crypto-ml models`.")
 @click.option("--coins", "-c", default=None, help="Comma-separated coin names [default: every coin].")
 @data_option
-@click.option("--engine", "-e", type=click.Choice(ENGINE_NAMES, case_sensitive=False), default=None,
-              help="Where training runs [env CRYPTO_ML_ENGINE; default auto].")
+@engine_option
 @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="Model parameter; repeatable.")
 @click.option("--store", type=click.Path(path_type=Path), default=None,
               help="Model store directory [env CRYPTO_ML_MODEL_STORE].")
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="Local engine processes [default: cores].")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Series per task [default: 1 for deep models].")
-@click.option("--transfer", type=click.Choice(["auto", "inline", "reference"], case_sensitive=False), default=None,
-              help="Send prices inside tasks, or let workers read the dataset [env CRYPTO_ML_TRANSFER].")
-@click.option("--max-points", type=click.IntRange(min=1), default=None, help="Train on the last N prices of each coin.")
-@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr [default: when it is a terminal].")
+@max_points_option
+@dispatch_options
 def train(model, coins, data_path, engine, params, store, workers, batch_size, transfer, max_points, progress) -> None:
     """Train a model per coin and save it to the model store, for `forecast --from-store`."""
     from rich.table import Table
@@ -223,8 +244,7 @@ def train(model, coins, data_path, engine, params, store, workers, batch_size, t
               help="Days between origins [default: the horizon, so test periods do not overlap].")
 @click.option("--coins", "-c", default=None, help="Comma-separated coin names [default: every coin].")
 @data_option
-@click.option("--engine", "-e", type=click.Choice(ENGINE_NAMES, case_sensitive=False), default=None,
-              help="Where tasks run [env CRYPTO_ML_ENGINE; default auto: celery if a worker answers, else local].")
+@engine_option
 @click.option("--param", "-p", "params", multiple=True, metavar="MODEL.KEY=VALUE",
               help="Model parameter, e.g. svr_rbf.C=10; repeatable.")
 @click.option("--out", "-o", type=click.Path(path_type=Path), required=True,
@@ -234,15 +254,8 @@ def train(model, coins, data_path, engine, params, store, workers, batch_size, t
               help="Write report.md with PNG plots into this folder.")
 @click.option("--plot-coins", default=None,
               help="Comma-separated coins to plot in the report [default: the 3 longest].")
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="Local engine processes [default: cores].")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Series per task [env CRYPTO_ML_BATCH_SIZE].")
-@click.option("--transfer", type=click.Choice(["auto", "inline", "reference"], case_sensitive=False), default=None,
-              help="Send prices inside tasks, or let workers read the dataset by path and hash "
-                   "[env CRYPTO_ML_TRANSFER; default auto].")
-@click.option("--max-points", type=click.IntRange(min=1), default=None, help="Use only the last N prices of each coin.")
-@click.option("--from-date", default=None, help="Ignore prices before this date (YYYY-MM-DD).")
-@click.option("--to-date", default=None, help="Ignore prices after this date (YYYY-MM-DD).")
-@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr [default: when it is a terminal].")
+@date_options
+@dispatch_options
 @click.pass_context
 def backtest(ctx, models, horizon, windows, step, coins, data_path, engine, params, out, report_dir, plot_coins,
              workers, batch_size, transfer, max_points, from_date, to_date, progress) -> None:

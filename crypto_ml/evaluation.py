@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +49,7 @@ from .exceptions import CryptoMLError, DataFormatError, InvalidParameterError, S
 from .forecasting import failure_record, load_dated_series
 from .models import get_model, resolve_name
 from .models.base import validate_horizon, validate_series
+from .results import RecordsMixin, library_versions
 
 __all__ = [
     "BENCHMARK",
@@ -502,23 +502,8 @@ def date_windows(records: list[dict[str, Any]], dates: Sequence[str]) -> None:
 # --- the run and its summaries ----------------------------------------------
 
 
-def library_versions() -> dict[str, str | None]:
-    """Versions of Python and the libraries whose behaviour a backtest depends on."""
-    from importlib import metadata
-
-    from . import __version__
-
-    versions: dict[str, str | None] = {"python": platform.python_version(), "crypto_ml": __version__}
-    for dist in ("numpy", "pandas", "scikit-learn", "matplotlib", "tensorflow"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = None
-    return versions
-
-
 @dataclass
-class BacktestRun:
+class BacktestRun(RecordsMixin):
     """Everything a backtest produced: one record per (coin, model, window), and how it was made.
 
     Attributes:
@@ -557,14 +542,6 @@ class BacktestRun:
     transfer: str = "inline"
     data_filters: dict[str, Any] = field(default_factory=dict)
     command: str | None = None
-
-    @property
-    def ok(self) -> list[dict[str, Any]]:
-        return [r for r in self.records if r["status"] == "ok"]
-
-    @property
-    def failed(self) -> list[dict[str, Any]]:
-        return [r for r in self.records if r["status"] != "ok"]
 
     def to_frame(self):
         """One row per (coin, model, window), columns ``RECORD_COLUMNS``.

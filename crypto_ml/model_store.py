@@ -20,7 +20,6 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import shutil
 import uuid
 from datetime import datetime, timezone
@@ -32,8 +31,9 @@ import numpy as np
 
 from .exceptions import IncompatibleModelError, ModelStoreError
 from .models import Forecaster, get_model_class
+from .results import library_versions
 
-__all__ = ["ModelStore", "STORE_FORMAT", "library_versions"]
+__all__ = ["ModelStore", "STORE_FORMAT"]
 
 log = logging.getLogger(__name__)
 
@@ -46,24 +46,6 @@ _SKOPS_ALLOWED = frozenset({
     "sklearn.linear_model._base.LinearRegression",
 })
 
-# Libraries whose major version must match between training and loading:
-# their file formats and numerical kernels change across majors.
-_CHECKED_LIBRARIES = ("numpy", "sklearn", "keras", "tensorflow")
-
-
-def library_versions() -> dict[str, str | None]:
-    """Versions of the libraries a stored model depends on (None if not imported)."""
-    import sys
-
-    from . import __version__
-
-    versions: dict[str, str | None] = {"python": platform.python_version(), "crypto_ml": __version__}
-    for name in _CHECKED_LIBRARIES:
-        module = sys.modules.get(name)
-        if module is None and name in ("numpy", "sklearn"):
-            module = __import__(name)
-        versions[name] = getattr(module, "__version__", None) if module else None
-    return versions
 
 
 def _sha256(path: Path) -> str:
@@ -281,15 +263,15 @@ class ModelStore:
 
     @staticmethod
     def _check_versions(model_id: str, metadata: dict[str, Any]) -> None:
+        """Refuse a model whose files were written by another major version of the library that reads them."""
+        kinds = {entry["kind"] for entry in metadata.get("files", {}).values()}
+        needed = {"numpy"} | ({"keras", "tensorflow"} if "keras" in kinds else set()) | (
+            {"scikit-learn", "skops"} if "skops" in kinds else set())
         current = library_versions()
-        for name in _CHECKED_LIBRARIES:
+        for name in sorted(needed):
             trained = metadata.get("versions", {}).get(name)
             if trained is None:
                 continue
-            if name in ("keras", "tensorflow") and current.get(name) is None:
-                import importlib
-
-                current[name] = getattr(importlib.import_module(name), "__version__", None)
             if _major(trained) != _major(current.get(name)):
                 raise IncompatibleModelError(
                     f"{model_id!r} was trained with {name} {trained}, this install has {current.get(name)}; "

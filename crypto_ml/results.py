@@ -10,7 +10,7 @@ from typing import Any
 
 from .exceptions import InvalidParameterError
 
-__all__ = ["CoinForecast", "ForecastRun", "TrainRun", "OUTPUT_FORMATS"]
+__all__ = ["CoinForecast", "ForecastRun", "TrainRun", "RecordsMixin", "OUTPUT_FORMATS", "library_versions"]
 
 OUTPUT_FORMATS = (".csv", ".json", ".parquet")
 
@@ -100,14 +100,6 @@ class ForecastRun:
 
     def manifest(self) -> dict[str, Any]:
         """What is needed to repeat the run: inputs, data hash, engine and library versions."""
-        from . import __version__
-
-        versions = {"python": platform.python_version(), "crypto_ml": __version__}
-        for lib in ("numpy", "pandas", "sklearn"):
-            try:
-                versions[lib] = __import__(lib).__version__
-            except ImportError:
-                versions[lib] = None
         return {
             "model": self.model,
             "params": self.params,
@@ -121,7 +113,7 @@ class ForecastRun:
             "seconds": self.seconds,
             "coins": len(self.results),
             "failed": len(self.failed),
-            "versions": versions,
+            "versions": library_versions(),
         }
 
     def write(self, path: str | Path) -> Path:
@@ -151,8 +143,44 @@ class ForecastRun:
         return path
 
 
+#: Distributions whose versions a run's results depend on, recorded in every manifest and stored model.
+RECORDED_LIBRARIES = ("numpy", "pandas", "scikit-learn", "skops", "keras", "tensorflow", "matplotlib")
+
+
+def library_versions() -> dict[str, str | None]:
+    """Versions of Python, crypto_ml and ``RECORDED_LIBRARIES`` (None where not installed).
+
+    Read from package metadata, so asking never imports TensorFlow.
+    """
+    from importlib import metadata
+
+    from . import __version__
+
+    versions: dict[str, str | None] = {"python": platform.python_version(), "crypto_ml": __version__}
+    for dist in RECORDED_LIBRARIES:
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    return versions
+
+
+class RecordsMixin:
+    """``ok`` and ``failed`` views over a run's ``records`` (JSON records with a ``status``)."""
+
+    records: list[dict[str, Any]]
+
+    @property
+    def ok(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r["status"] == "ok"]
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r["status"] != "ok"]
+
+
 @dataclass
-class TrainRun:
+class TrainRun(RecordsMixin):
     """What a training run stored: one record per coin with its model id, or its failure."""
 
     model: str
@@ -162,11 +190,3 @@ class TrainRun:
     engine_reason: str
     records: list[dict[str, Any]]
     seconds: float | None = None
-
-    @property
-    def ok(self) -> list[dict[str, Any]]:
-        return [r for r in self.records if r["status"] == "ok"]
-
-    @property
-    def failed(self) -> list[dict[str, Any]]:
-        return [r for r in self.records if r["status"] != "ok"]

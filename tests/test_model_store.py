@@ -39,7 +39,7 @@ def test_save_then_load_predicts_identically(tmp_path, name):
     np.testing.assert_array_equal(loaded.predict(10), model.predict(10))
     assert metadata["model"] == name and metadata["coin"] == "bitcoin"
     assert metadata["params"] == model.get_params()
-    assert {"python", "numpy", "sklearn", "crypto_ml"} <= set(metadata["versions"])
+    assert {"python", "numpy", "scikit-learn", "keras", "crypto_ml"} <= set(metadata["versions"])
     assert metadata["created_at"] and metadata["metrics"]["fit_seconds"] == 0.1
     files = {p.name for p in (tmp_path / model_id).iterdir()}
     assert not any(f.endswith((".pkl", ".pickle", ".joblib")) for f in files)
@@ -143,7 +143,7 @@ def test_skops_files_with_unexpected_types_are_refused(tmp_path):
         store.load(model_id)
 
 
-@pytest.mark.parametrize("library", ["numpy", "sklearn"])
+@pytest.mark.parametrize("library", ["numpy", "scikit-learn"])
 def test_another_major_library_version_is_incompatible(tmp_path, library):
     store = ModelStore(tmp_path)
     model_id, _ = save(store, "linear")

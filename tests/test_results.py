@@ -44,7 +44,7 @@ def test_write_table_formats_round_trip(run, tmp_path, suffix):
     assert frame.loc[frame["coin"] == "neblio", "error"].item().startswith("naive needs")
     manifest = json.loads((tmp_path / f"out{suffix}.manifest.json").read_text())
     assert manifest["data_sha256"] == "abc" and manifest["failed"] == 1
-    assert {"python", "numpy", "pandas", "sklearn", "crypto_ml"} <= set(manifest["versions"])
+    assert {"python", "numpy", "pandas", "scikit-learn", "crypto_ml"} <= set(manifest["versions"])
 
 
 def test_write_json_keeps_nested_forecasts(run, tmp_path):
