@@ -1,0 +1,182 @@
+"""peer: our naive, drift and linear forecasts against statsforecast's on the same series, in memory.
+
+statsforecast (Nixtla) is the reference for fast classical forecasting over
+many series. Both sides get the same in-memory series (loading is not timed)
+and forecast ``horizon`` steps for every one of them; the figure is series per
+second, fit and predict included. statsforecast runs with ``n_jobs=1``; ours
+runs single-threaded in this process (``forecast_batch``, what one worker
+process runs) and on the local engine with two processes (pool start
+included: every ``send_tasks`` call pays it). statsforecast has no linear
+trend model, so ``linear`` is compared with its nearest peer, the drift line.
+The forecasts of naive and drift are also checked against statsforecast's.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from .data import describe, synthetic_dataset
+from .harness import Options, Report, rate
+
+NAME = "peer"
+TITLE = "our naive/drift/linear vs statsforecast Naive/RandomWalkWithDrift, series/s, same series, same run"
+
+#: Our model -> the statsforecast model it is compared with.
+PEERS = {"naive": "Naive", "drift": "RWD", "linear": "RWD"}
+#: Ratios at or above this are the target: at least as fast as statsforecast.
+TARGET_RATIO = 1.0
+
+
+def _load(path) -> tuple[list[dict[str, Any]], Any]:
+    """Every series as a forecast_batch item, and the same data as statsforecast's long frame.
+
+    statsforecast gets integer series ids (the series' position): on string ids
+    it measured about 7× slower here, and the peer deserves its best case.
+    """
+    import pandas as pd
+
+    frame = pd.read_parquet(path, columns=["symbol", "date", "close"])
+    # generate_dataset writes rows grouped by coin, oldest first.
+    symbols = frame["symbol"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, symbols[1:] != symbols[:-1]])
+    closes = frame["close"].to_numpy(dtype=np.float64)
+    dates = frame["date"].to_numpy()
+    ends = np.r_[starts[1:], len(frame)]
+    series = [{"coin": str(symbols[s]), "prices": closes[s:e], "last_date": str(dates[e - 1])}
+              for s, e in zip(starts, ends)]
+    long = pd.DataFrame({"unique_id": np.repeat(np.arange(len(starts)), ends - starts),
+                         "ds": pd.to_datetime(frame["date"]), "y": closes})
+    return series, long
+
+
+def _ours(series: list[dict[str, Any]], model: str, horizon: int) -> tuple[float, dict[str, np.ndarray]]:
+    """Seconds to forecast every series in this process, and the forecasts by coin."""
+    from crypto_ml.forecasting import forecast_batch
+
+    start = time.perf_counter()
+    records = forecast_batch({"model": model, "horizon": horizon, "params": {}, "series": series})
+    seconds = time.perf_counter() - start
+    return seconds, {r["coin"]: np.asarray(r["forecast"]) for r in records if r["status"] == "ok"}
+
+
+def _ours_local(series: list[dict[str, Any]], model: str, horizon: int, workers: int) -> tuple[float, int]:
+    """Seconds to forecast every series on the local engine, batched as the manager batches; and the ok count."""
+    from crypto_ml.engines import LocalEngine
+    from crypto_ml.forecasting import forecast_batch
+    from crypto_ml.manager import BATCHES_PER_SLOT
+
+    size = max(1, math.ceil(len(series) / (workers * BATCHES_PER_SLOT)))
+    payloads = [{"model": model, "horizon": horizon, "params": {}, "series": series[i:i + size]}
+                for i in range(0, len(series), size)]
+    engine = LocalEngine(workers)
+    start = time.perf_counter()
+    ok = sum(r["status"] == "ok" for _, records in engine.map(forecast_batch, payloads) for r in records)
+    return time.perf_counter() - start, ok
+
+
+def _statsforecast(long, model: str, horizon: int) -> tuple[float, dict[str, np.ndarray]]:
+    """Seconds for statsforecast (n_jobs=1) to forecast every series, and its forecasts by series."""
+    from statsforecast import StatsForecast
+    from statsforecast.models import Naive, RandomWalkWithDrift
+
+    estimator = {"Naive": Naive, "RWD": RandomWalkWithDrift}[model]()
+    sf = StatsForecast(models=[estimator], freq="D", n_jobs=1)
+    start = time.perf_counter()
+    out = sf.forecast(df=long, h=horizon)
+    seconds = time.perf_counter() - start
+    ids = out["unique_id"].to_numpy()[::horizon]
+    values = out[model].to_numpy(dtype=np.float64).reshape(-1, horizon)
+    return seconds, dict(zip(ids.tolist(), values))
+
+
+def _max_diff(ours: dict[str, np.ndarray], theirs: dict[int, np.ndarray],
+              coins: list[str]) -> tuple[float, float, int]:
+    """Largest absolute and relative difference over the series both forecast, and how many that is.
+
+    ``theirs`` is keyed by series position, ``coins[position]`` names it.
+    """
+    common = [(coin, position) for position, coin in enumerate(coins) if coin in ours and position in theirs]
+    if not common:
+        return math.nan, math.nan, 0
+    a = np.stack([ours[coin] for coin, _ in common])
+    b = np.stack([theirs[position] for _, position in common])
+    diff = np.abs(a - b)
+    return float(diff.max()), float((diff / np.abs(b)).max()), len(common)
+
+
+def _best(function: Any, repeats: int) -> tuple[float, Any]:
+    """The fastest of ``repeats`` calls of ``function() -> (seconds, result)``: the others measured the neighbours."""
+    runs = [function() for _ in range(max(repeats, 1))]
+    return min(runs, key=lambda r: r[0])
+
+
+def run(options: Options, *, n_series: int | None = None, horizon: int = 10, workers: int = 2,
+        repeats: int = 3) -> Report:
+    """Time both libraries on the same series and cross-check their forecasts.
+
+    Args:
+        options: The run's options.
+        n_series: Series; None: 10,000, or 1,000 with ``--quick``.
+        horizon: Steps forecast.
+        workers: Processes of the local engine.
+        repeats: Each figure is the best of this many runs, on both sides.
+    """
+    import importlib.util
+
+    n_series = n_series or (1000 if options.quick else 10_000)
+    path = synthetic_dataset(options, n_series)
+    report = Report(NAME, TITLE, options, {"n_series": n_series, "horizon": horizon, "local_workers": workers,
+                                           "statsforecast_n_jobs": 1, "repeats": repeats, "timing": "best of repeats",
+                                           "dataset": describe(path)})
+    report.set_columns(("model", "model"), ("ours_sps", "ours series/s (1 thread)"),
+                       ("local_sps", f"ours local engine ×{workers}"), ("peer", "statsforecast model"),
+                       ("peer_sps", "statsforecast series/s"), ("ratio", "ours ÷ sf (1 thread)"),
+                       ("local_ratio", "local ÷ sf"), ("max_abs_diff", "max |Δ| forecast"),
+                       ("max_rel_diff", "max rel Δ"))
+    series, long = _load(path)
+    coins = [item["coin"] for item in series]
+    have_sf = importlib.util.find_spec("statsforecast") is not None
+    # Warm both sides on a few series: imports and first-call set-up are not forecasting.
+    _ours(series[:5], "linear", horizon)
+    _ours_local(series[:4], "naive", horizon, workers)  # starts the fork server once
+    peers: dict[str, tuple[float, dict[str, np.ndarray]]] = {}
+    if have_sf:
+        few = long[long["unique_id"] < 5]
+        for peer in sorted(set(PEERS.values())):
+            _statsforecast(few, peer, horizon)
+        for peer in sorted(set(PEERS.values())):
+            peers[peer] = _best(lambda peer=peer: _statsforecast(long, peer, horizon), repeats)
+    else:
+        report.skip("statsforecast is not installed (pip install -e '.[bench]'); only our side was timed")
+
+    for model, peer in PEERS.items():
+        seconds, forecasts = _best(lambda model=model: _ours(series, model, horizon), repeats)
+        local_seconds, local_ok = _best(lambda model=model: _ours_local(series, model, horizon, workers), repeats)
+        row = {"model": model, "ours_sps": rate(len(forecasts), seconds), "ours_ok": len(forecasts),
+               "local_sps": rate(local_ok, local_seconds), "local_ok": local_ok, "ours_seconds": seconds,
+               "local_seconds": local_seconds}
+        if peer in peers:
+            peer_seconds, peer_forecasts = peers[peer]
+            row.update(peer=f"{peer} (n_jobs=1)" if model != "linear" else f"{peer} (nearest peer)",
+                       peer_sps=rate(len(peer_forecasts), peer_seconds), peer_seconds=peer_seconds)
+            row["ratio"] = row["ours_sps"] / row["peer_sps"]
+            row["local_ratio"] = row["local_sps"] / row["peer_sps"]
+            if model != "linear":  # the same forecast on both sides: they must agree
+                row["max_abs_diff"], row["max_rel_diff"], row["compared"] = _max_diff(
+                    forecasts, peer_forecasts, coins)
+                report.target(f"{model}: ours (1 thread) ÷ statsforecast {peer}", row["ratio"], ">=", TARGET_RATIO)
+        report.add_row(**row)
+    for row in report.rows:
+        if row.get("max_rel_diff") is not None and not row["max_rel_diff"] < 1e-9:
+            report.note(f"[red]{row['model']} disagrees with statsforecast[/]: max relative difference "
+                        f"{row['max_rel_diff']:.2e} over {row.get('compared')} series")
+    if have_sf:
+        report.note("naive and drift forecasts checked against statsforecast's on every series "
+                    "(max |Δ| and max relative Δ columns); linear has no statsforecast twin")
+    report.note(f"local engine: {workers} processes started per call (fork server warm), "
+                "arrays pickled to them; included in its figure")
+    return report

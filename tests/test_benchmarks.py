@@ -1,0 +1,137 @@
+"""The benchmarks run and write well-formed JSON: their in-process pieces, in a tiny mode, with no timing asserted."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+# benchmarks/ sits next to crypto_ml/ but is not installed with it: import it from the checkout.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import BENCHMARKS
+from benchmarks.__main__ import main, parse_args
+from benchmarks.harness import Options, Report, percentile
+from benchmarks.workers import rss_kib
+
+
+@pytest.fixture
+def options(tmp_path) -> Options:
+    return Options(quick=True, out=tmp_path / "results", cache=tmp_path / "cache", console=Console(width=160))
+
+
+def load_strict(path: Path) -> dict:
+    """Parse JSON as a strict reader would: NaN or Infinity is an error, not a number."""
+    def refuse(token: str) -> None:
+        raise ValueError(f"{path.name} holds {token}, which is not JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def check_document(document: dict, name: str) -> None:
+    assert document["benchmark"] == name
+    assert document["error"] is None
+    machine = document["machine"]
+    for key in ("cpu", "cores", "memory_gib", "python", "libraries", "load_average", "broker_url"):
+        assert key in machine, key
+    assert machine["libraries"]["crypto-ml"]
+    assert "guest:guest" not in machine["broker_url"], "the broker password is redacted"
+    assert document["rows"], "a benchmark that ran has rows"
+    keys = {column["key"] for column in document["columns"]}
+    assert keys and all(keys & set(row) for row in document["rows"])
+    for target in document["targets"]:
+        assert {"name", "value", "op", "threshold", "met", "gap"} <= set(target)
+
+
+def test_every_benchmark_module_has_the_runner_contract():
+    for name, module_name in BENCHMARKS.items():
+        module = importlib.import_module(module_name)
+        assert module.NAME == name
+        assert module.TITLE and callable(module.run)
+        assert module.__doc__, f"{module_name} explains what it measures"
+
+
+def test_payload_tiny(options):
+    from benchmarks import payload
+
+    report = payload.run(options, points=1000, number=3)
+    document = load_strict(report.write())
+    check_document(document, "payload")
+    rows = {row["format"]: row for row in document["rows"]}
+    assert set(rows) == {"json", "json_message", "pickle_hex", "raw"}
+    assert rows["json"]["size_vs_json"] == 1.0
+    assert rows["raw"]["bytes"] == 8000  # 1,000 float64
+    assert rows["pickle_hex"]["bytes"] > 2 * 8000  # hex doubles the pickle
+    assert all(row["lossless"] for row in rows.values())
+
+
+def test_peer_tiny(options):
+    from benchmarks import peer
+
+    report = peer.run(options, n_series=50, repeats=1)
+    document = load_strict(report.write())
+    check_document(document, "peer")
+    rows = {row["model"]: row for row in document["rows"]}
+    assert set(rows) == {"naive", "drift", "linear"}
+    assert all(row["ours_ok"] == 50 and row["local_ok"] == 50 for row in rows.values())
+    if importlib.util.find_spec("statsforecast") is None:
+        assert "statsforecast" in document["skipped"]
+    else:
+        # The cross-check: our naive and drift forecasts are statsforecast's.
+        for model in ("naive", "drift"):
+            assert rows[model]["compared"] == 50
+            assert rows[model]["max_rel_diff"] < 1e-9
+        assert len(document["targets"]) == 2
+
+
+def test_generated_datasets_are_cached(options):
+    from benchmarks.data import synthetic_dataset
+
+    first = synthetic_dataset(options, 3, min_points=60, max_points=80)
+    stamp = first.stat().st_mtime_ns
+    assert synthetic_dataset(options, 3, min_points=60, max_points=80) == first
+    assert first.stat().st_mtime_ns == stamp, "a cached dataset is reused, not regenerated"
+
+
+def test_targets_record_the_gap(options):
+    report = Report("x", "title", options)
+    met = report.target("ratio", 0.8, ">=", 0.7)
+    missed = report.target("ratio", 0.5, ">=", 0.7)
+    below = report.target("growth", 12.0, "<", 10.0, unit="%")
+    unmeasured = report.target("ratio", math.nan, ">=", 1.0)
+    assert met["met"] is True and missed["met"] is False and below["met"] is False
+    assert missed["gap"] == pytest.approx(0.2) and missed["gap_percent"] == pytest.approx(100 * 0.2 / 0.7)
+    assert below["gap"] == pytest.approx(2.0)
+    assert unmeasured["met"] is None
+    report.add_row(value=math.inf)
+    document = load_strict(report.write())
+    assert document["rows"] == [{"value": None}]
+    assert document["targets"][3]["value"] is None
+
+
+def test_main_runs_a_selection_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["--quick", "--only", "payload", "--out", str(out), "--cache", str(tmp_path / "cache")]) == 0
+    document = load_strict(out / "payload.json")
+    assert document["quick"] is True
+    assert "payload" in capsys.readouterr().out
+
+
+def test_command_line_rejects_an_unknown_benchmark():
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--only", "payload,nope"])
+    assert exit_info.value.code == 2
+    assert parse_args(["--only", "peer, payload"]).names == ["peer", "payload"]
+
+
+def test_helpers():
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == pytest.approx(2.5)
+    assert percentile([5.0], 95) == 5.0
+    memory = rss_kib(os.getpid())
+    assert memory["rss"] > 0 and memory["peak"] >= memory["rss"]
