@@ -6,8 +6,8 @@ Settings use Celery's lowercase names. Each says what it trades off.
 from __future__ import annotations
 
 from celery import Celery
-from celery.signals import worker_process_init
-from kombu import Queue
+from celery.signals import worker_init, worker_process_init
+from kombu import Exchange, Queue
 
 from .config import get_settings
 
@@ -31,7 +31,9 @@ app.conf.update(
     result_serializer="json",
     accept_content=["json"],
     result_accept_content=["json"],
-    task_queues=[Queue(name) for name in QUEUES],
+    # Each queue on its own direct exchange and key: a bare Queue(name) would bind
+    # every queue to the first one's exchange, copying messages published there into both.
+    task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES],
     task_default_queue=LIGHT_QUEUE,
     # acks_late: a task whose worker dies is redelivered, so it may run twice;
     # tasks are pure functions of their payload and results are keyed by task
@@ -69,3 +71,13 @@ def _configure_pool_process(**_: object) -> None:
     from .deep import mark_pool_process
 
     mark_pool_process()
+
+
+@worker_init.connect
+def _preload_light_models(**_: object) -> None:
+    """Import scikit-learn in the worker's parent, so forked pool processes start with it (~1 s each otherwise).
+
+    TensorFlow is deliberately not preloaded: see ``_configure_pool_process``.
+    """
+    import sklearn.linear_model  # noqa: F401
+    import sklearn.svm  # noqa: F401

@@ -133,3 +133,10 @@ def test_flower_lists_workers_behind_basic_auth(start_worker, tmp_path):
         os.killpg(flower.pid, 15)
         flower.wait(20)
         log.close()
+
+
+def test_each_queue_has_its_own_exchange_and_key():
+    # A bare Queue(name) shares the first queue's exchange: a message for one pool would be copied into the other.
+    for queue in app.conf.task_queues:
+        assert queue.exchange.name == queue.name and queue.routing_key == queue.name
+        assert queue.exchange.type == "direct"

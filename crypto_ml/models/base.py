@@ -7,6 +7,7 @@ learns, stores what it learned in attributes ending in ``_`` and returns
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any, ClassVar
 
@@ -47,6 +48,13 @@ def validate_horizon(h: Any) -> int:
     if isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1:
         raise InvalidParameterError(f"horizon must be an integer >= 1, got {h!r}")
     return int(h)
+
+
+@functools.lru_cache(maxsize=None)
+def _param_names(cls: type) -> tuple[str, ...]:
+    # inspect.signature costs more than a naive fit; get_model runs once per series.
+    sig = inspect.signature(cls.__init__)
+    return tuple(p.name for p in sig.parameters.values() if p.name != "self" and p.kind is p.KEYWORD_ONLY)
 
 
 class Forecaster:
@@ -106,8 +114,7 @@ class Forecaster:
     @classmethod
     def param_names(cls) -> list[str]:
         """The keyword arguments the constructor accepts."""
-        sig = inspect.signature(cls.__init__)
-        return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind is p.KEYWORD_ONLY]
+        return list(_param_names(cls))
 
     def get_params(self) -> dict[str, Any]:
         """The constructor arguments, as stored, for manifests and model metadata."""
