@@ -127,6 +127,7 @@ class ModelStore:
     def _write_state(model: Forecaster, directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         state: dict[str, Any] = {}
         files: dict[str, Any] = {}
+        model.prepare_state()
         for attr, value in vars(model).items():
             if not attr.endswith("_"):
                 continue

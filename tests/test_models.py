@@ -254,3 +254,15 @@ def test_lstm_beats_naive_on_a_sine_wave_by_a_wide_margin():
     naive_mae = np.abs(y[-1] - truth).mean()
     assert lstm_mae < 0.1 * naive_mae, (lstm_mae, naive_mae)
     assert np.ptp(forecast) > 1.0  # it follows the wave instead of repeating one value
+
+
+@pytest.mark.deep
+def test_lstm_fits_in_one_process_do_not_interfere():
+    """Fits share one compiled network per architecture; each must still behave like a fresh model."""
+    a, b = random_walk(150, seed=1), random_walk(150, seed=2)
+    first = build("lstm").fit(a)
+    first_forecast = first.predict(5)
+    other = build("lstm").fit(b)
+    np.testing.assert_array_equal(first.predict(5), first_forecast)  # b's fit did not overwrite a's weights
+    np.testing.assert_array_equal(build("lstm").fit(a).predict(5), first_forecast)  # reset to the seeded start
+    assert not np.array_equal(other.predict(5), first_forecast)

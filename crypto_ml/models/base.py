@@ -107,6 +107,9 @@ class Forecaster:
             raise AssertionError(f"{self.name} returned shape {forecast.shape} for h={h}")
         return forecast
 
+    def prepare_state(self) -> None:
+        """Make the learned attributes current before they are saved; a no-op unless a model shares state."""
+
     def training_metrics(self) -> dict[str, Any]:
         """What training measured (losses, epochs), for the model store; empty for closed-form fits."""
         return {}
