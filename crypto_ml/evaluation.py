@@ -49,7 +49,7 @@ from .exceptions import CryptoMLError, DataFormatError, InvalidParameterError, S
 from .forecasting import failure_record, load_dated_series
 from .models import get_model, resolve_name
 from .models.base import validate_horizon, validate_series
-from .results import RecordsMixin, library_versions
+from .results import RecordsMixin, library_versions, write_with_manifest
 
 __all__ = [
     "BENCHMARK",
@@ -703,19 +703,8 @@ class BacktestRun(RecordsMixin):
         """
         path = Path(path)
         check_output_path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         manifest = self.manifest()
-        suffix = path.suffix.lower()
-        if suffix == ".json":
-            document = {"manifest": manifest, "records": self.records}
-            path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-        elif suffix == ".csv":
-            self.to_frame().to_csv(path, index=False)
-        else:
-            self.to_frame().to_parquet(path, index=False)
-        manifest_path = path.with_name(path.name + ".manifest.json")
-        manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        return path
+        return write_with_manifest(path, manifest, {"manifest": manifest, "records": self.records}, self.to_frame)
 
 
 def check_output_path(path: str | Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -130,17 +131,9 @@ class ForecastRun:
             raise InvalidParameterError(
                 f"cannot write results to {path.name!r}: use a file ending in {', '.join(OUTPUT_FORMATS)}"
             )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if suffix == ".json":
-            document = {"manifest": self.manifest(), "results": [asdict(r) for r in self.results]}
-            path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-        elif suffix == ".csv":
-            self.to_frame().to_csv(path, index=False)
-        else:
-            self.to_frame().to_parquet(path, index=False)
-        manifest_path = path.with_name(path.name + ".manifest.json")
-        manifest_path.write_text(json.dumps(self.manifest(), indent=2) + "\n", encoding="utf-8")
-        return path
+        manifest = self.manifest()
+        document = {"manifest": manifest, "results": [asdict(r) for r in self.results]}
+        return write_with_manifest(path, manifest, document, self.to_frame)
 
 
 #: Distributions whose versions a run's results depend on, recorded in every manifest and stored model.
@@ -163,6 +156,23 @@ def library_versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             versions[dist] = None
     return versions
+
+
+def write_with_manifest(path: Path, manifest: dict[str, Any], document: dict[str, Any],
+                        frame: Callable[[], Any]) -> Path:
+    """Write a run as JSON (``document``) or as a table (``frame()``, .csv or .parquet), and
+    ``<path>.manifest.json`` beside it. The caller has checked the extension."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    elif suffix == ".csv":
+        frame().to_csv(path, index=False)
+    else:
+        frame().to_parquet(path, index=False)
+    manifest_path = path.with_name(path.name + ".manifest.json")
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return path
 
 
 class RecordsMixin:
