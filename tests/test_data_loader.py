@@ -11,8 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
+from crypto_ml import data_loader
 from crypto_ml.config import bundled_data_dir, get_settings
 from crypto_ml.data_loader import COLUMNS, CoinReport, CryptoLoader, DataReport, normalize_name
 from crypto_ml.exceptions import CryptoMLError, DataFormatError, InvalidParameterError, UnknownCoinError
@@ -672,6 +674,208 @@ def test_folder_and_long_formats_of_one_synthetic_dataset_agree(tmp_path):
         pd.testing.assert_series_equal(a["Date"], b["Date"])
         # The CSVs carry 6 significant digits, the Parquet file full precision.
         np.testing.assert_allclose(a["Close"], b["Close"], rtol=1e-5)
+
+
+# --- Long format: the fast paths -------------------------------------------------------
+# A long file is converted and checked once; a coin with nothing to fix is then a slice of
+# sorted arrays, and only the others go through the per-coin cleaning. These tests pin that
+# the shortcuts change nothing a caller can see.
+
+
+def iso_days(n: int, end: str = "2017-09-22") -> list[str]:
+    return [day.strftime("%Y-%m-%d") for day in pd.date_range(end=end, periods=n, freq="D")]
+
+
+def quirky_long_frame() -> pd.DataFrame:
+    """Clean coins in every shape the fast path takes, and coins with each quirk the cleaning handles."""
+    rows: list[tuple] = []
+
+    def coin(symbol: str, dates: list, closes: list, volume: object = 100.0) -> None:
+        rows.extend((symbol, day, float(close), volume) for day, close in zip(dates, closes))
+
+    # Clean: nothing to drop, sort or warn about.
+    coin("Rising", iso_days(6), [1, 2, 3, 4, 5, 6])
+    coin("Falling", iso_days(5)[::-1], [5, 4, 3, 2, 1])  # newest first, as CoinMarketCap exports
+    coin("Gappy", ["2017-09-01", "2017-09-03", "2017-09-10", "2017-09-11"], [1, 2, 3, 4])
+    coin("No Volume", iso_days(4), [1, 2, 3, 4], volume=np.nan)
+    coin("Month Names", ["Sep 20, 2017", "Sep 21, 2017", "Sep 22, 2017"], [1, 2, 3])
+    coin("Single", ["2017-09-22"], [7])
+    # Quirks: each sends its coin through the per-coin cleaning.
+    coin("Bad Date", [*iso_days(3), "2017-02-30", "soon"], [1, 2, 3, 4, 5])
+    coin("Bad Close", iso_days(5), [1, 0, 3, -1, np.nan])
+    coin("Duplicate", [*iso_days(3), iso_days(3)[1]], [1, 2, 3, 2])
+    coin("Shuffled", [iso_days(4)[i] for i in (2, 0, 3, 1)], [3, 1, 4, 2])
+    coin("Conflict", [*iso_days(3), iso_days(3)[0]], [1, 2, 3, 9])
+    coin("Excel", ["42093", "2015-03-31"], [1, 2])
+    coin("Junk Volume", iso_days(3), [1, 2, 3], volume=np.inf)
+    coin("Only Bad", ["2017-09-21", "2017-09-22"], [0, -2])
+    # Two clean coins whose rows alternate, so each is many runs of one row; A is spelt two ways.
+    for i, day in enumerate(iso_days(4)):
+        coin("Interleaved A" if i % 2 else " interleaved  a", [day], [i + 1])
+        coin("Interleaved B", [day], [i + 20])
+    rows.append(("", "2017-09-22", 1.0, 1.0))  # no symbol
+    return pd.DataFrame(rows, columns=["symbol", "date", "close", "volume"])
+
+
+@pytest.fixture(params=["csv", "parquet"])
+def quirky_long(request, tmp_path) -> Path:
+    path = tmp_path / f"quirky.{request.param}"
+    frame = quirky_long_frame()
+    if request.param == "csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path)
+    return path
+
+
+def load_everything(path: Path, caplog, **kwargs) -> tuple[CryptoLoader, dict, dict, list]:
+    """Names, every coin's frame (or error), the report and every log line, from a fresh loader."""
+    caplog.clear()
+    loader = CryptoLoader(path, **kwargs)
+    frames: dict[str, object] = {}
+    for name in loader.get_crypto_names():
+        try:
+            frames[name] = loader.get_df(name)
+        except DataFormatError as exc:
+            frames[name] = f"DataFormatError: {exc}"
+    report = dataclasses.asdict(loader.report())
+    logs = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == LOGGER]
+    return loader, frames, report, logs
+
+
+@pytest.mark.parametrize("bounds", [{}, {"from_date": "2017-09-19", "to_date": "2017-09-21"}, {"max_points": 2},
+                                    {"from_date": "1600-01-01", "to_date": "2300-01-01"}])
+def test_long_format_fast_path_matches_the_per_coin_path(quirky_long, monkeypatch, caplog, bounds):
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    fast, fast_frames, fast_report, fast_logs = load_everything(quirky_long, caplog, **bounds)
+    table = fast._table
+    assert {name for name, clean in zip(table.names, table.clean) if clean} == {
+        "rising", "falling", "gappy", "no_volume", "month_names", "single", "interleaved_a", "interleaved_b"}
+
+    # The path every coin took before: flag an Excel date on every row for the grouping
+    # step only, so that no coin counts as clean and each one goes through the cleaning.
+    group = data_loader._group_coins
+    monkeypatch.setattr(data_loader, "_group_coins", lambda ids, count, converted: group(
+        ids, count, {**converted, "_excel": np.ones(len(ids), dtype=bool)}))
+    slow, slow_frames, slow_report, slow_logs = load_everything(quirky_long, caplog, **bounds)
+    assert not slow._table.clean.any()
+
+    assert list(fast_frames) == list(slow_frames)
+    for name, frame in fast_frames.items():
+        if isinstance(frame, str):
+            assert frame == slow_frames[name]
+        else:
+            pd.testing.assert_frame_equal(frame, slow_frames[name], check_exact=True, obj=name)
+    assert fast_report == slow_report
+    # The same warnings and INFO lines (gaps, missing Volume, Excel dates), in the same order.
+    assert fast_logs == slow_logs
+    assert "conflicting Close" in fast_frames["conflict"] and "no valid rows" in fast_frames["only_bad"]
+
+
+def test_long_format_clean_coin_frames_are_copies(tmp_path):
+    path = tmp_path / "long.parquet"
+    long_frame().to_parquet(path)
+    loader = CryptoLoader(path)
+    first = loader.get_df("eth")
+    first.loc[0, "Close"] = -1.0
+    loader.get_prices("eth")[:] = 0.0
+    assert loader.get_df("eth")["Close"].tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert loader._table.clean.all()  # the coins took the fast path
+
+
+def test_iso_fast_path_agrees_with_the_multi_format_parser():
+    texts = ["2017-09-22", "2016-02-29", "2000-02-29", "2017-02-29", "1900-02-29", "2017-02-30", "2017-13-01",
+             "2017-00-10", "2017-01-00", "2017-9-1", "02017-9-01", "+017-09-01", " 2017-09-22", "2017-09-22 ",
+             "2017-09-22T05:00:00", "2017-09-22T23:00:00-05:00", "0000-01-01", "1600-01-01", "1677-09-22",
+             "1678-01-01", "2262-01-01", "2262-01-02", "2262-04-11", "9999-12-31", "١٢٣٤-٠٩-٠١", "2017/09/22",
+             "Sep 22, 2017", "June 4, 2017", "42093", "2017", "", "-", None]
+    values = pd.Series(texts, dtype="str")
+    expected_dates, expected_excel = data_loader._parse_date_strings(values)
+    assert expected_excel.any() and np.isnat(expected_dates).any() and not np.isnat(expected_dates).all()
+    for given in (values, pa.chunked_array([pa.array(texts[:7], pa.large_string()), pa.array(texts[7:], pa.large_string())]),
+                  pa.array(["x", *texts]).slice(1)):
+        dates, excel = data_loader._parse_dates(given)
+        np.testing.assert_array_equal(dates, expected_dates)
+        np.testing.assert_array_equal(excel, expected_excel)
+
+
+def test_long_format_parses_each_non_iso_date_once_and_iso_dates_never(tmp_path, monkeypatch):
+    frame = pd.DataFrame({
+        "symbol": ["A"] * 6 + ["B"] * 6,
+        "date": [*iso_days(4), "Sep 23, 2017", " 2017-09-24 "] * 2,
+        "close": np.arange(1.0, 13.0),
+    })
+    path = tmp_path / "long.parquet"
+    frame.to_parquet(path)
+    seen: list[str] = []
+    parse = data_loader._parse_date_strings
+    monkeypatch.setattr(data_loader, "_parse_date_strings", lambda raw: (seen.extend(raw.tolist()), parse(raw))[1])
+    dates = CryptoLoader(path).get_df("b")["Date"].dt.strftime("%Y-%m-%d").tolist()
+    assert dates == [*iso_days(4), "2017-09-23", "2017-09-24"]
+    assert sorted(seen) == [" 2017-09-24 ", "Sep 23, 2017"]
+
+
+@pytest.mark.parametrize("kind", ["date", "timestamp", "aware timestamp"])
+def test_long_parquet_native_dates_are_not_parsed_as_text(tmp_path, monkeypatch, kind):
+    frame = long_frame().rename(columns={"volume": "market_cap"})
+    frame.iloc[6:].to_parquet(tmp_path / "text.parquet")  # ETH alone, dates as text
+    expected = CryptoLoader(tmp_path / "text.parquet").get_df("eth")
+    stamps = pd.to_datetime(frame["date"])
+    if kind == "date":
+        frame["date"] = stamps.dt.date  # Parquet date32
+    elif kind == "timestamp":
+        frame["date"] = stamps
+    else:  # the same instants, seen from New York: the UTC day is kept
+        frame["date"] = stamps.dt.tz_localize("UTC").dt.tz_convert("America/New_York")
+    frame.iloc[::-1].to_parquet(tmp_path / "native.parquet")
+
+    def text_parser(*args, **kwargs):
+        raise AssertionError("a native date column went through string parsing")
+
+    monkeypatch.setattr(data_loader, "_parse_text_dates", text_parser)
+    loader = CryptoLoader(tmp_path / "native.parquet")
+    pd.testing.assert_frame_equal(loader.get_df("eth"), expected)
+    assert loader.get_crypto_names() == ["bitcoin_cash", "eth"] and loader._table.clean.all()
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv", ".csv.gz"])
+def test_long_format_names_read_only_the_symbol_column(tmp_path, suffix):
+    frame = long_frame().rename(columns={"symbol": " SYMBOL"})  # matched case- and space-insensitively
+    path = tmp_path / f"long{suffix}"
+    if suffix == ".parquet":
+        frame.to_parquet(path)
+    else:
+        data = frame.to_csv(index=False).encode()
+        path.write_bytes(gzip.compress(data) if suffix == ".csv.gz" else data)
+    loader = CryptoLoader(path)
+    assert loader.get_crypto_names() == ["bitcoin_cash", "eth"]
+    assert loader._table is None  # the whole table waits for the first get_df
+    assert loader.get_df("eth")["Close"].tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert loader._table is not None and loader.get_crypto_names() == ["bitcoin_cash", "eth"]
+
+
+def test_long_format_names_fail_as_the_full_read_does(tmp_path):
+    frame = long_frame()
+    frame.drop(columns="symbol").to_parquet(tmp_path / "no_symbol.parquet")
+    frame.set_index("symbol").to_parquet(tmp_path / "symbol_index.parquet")  # pandas reads it back as the index
+    frame.iloc[:0].to_parquet(tmp_path / "header_only.parquet")
+    (tmp_path / "ragged.csv").write_text("symbol,date,close\nA,2017-09-22,1,9\n")
+    (tmp_path / "header_only.csv").write_text("symbol,date,close\n")
+    for name, message in [("no_symbol.parquet", "lacks the column.*symbol"),
+                          ("symbol_index.parquet", "lacks the column.*symbol"),
+                          ("header_only.parquet", "header_only.parquet has no data rows"),
+                          ("ragged.csv", "ragged.csv cannot be parsed as CSV"),
+                          ("header_only.csv", "header_only.csv has no data rows")]:
+        with pytest.raises(DataFormatError, match=message):
+            CryptoLoader(tmp_path / name).get_crypto_names()
+
+
+def test_long_csv_names_agree_with_the_full_read_where_pyarrow_and_pandas_differ(tmp_path):
+    # pandas (skipinitialspace) unquotes ` "Bitcoin, Cash"`; pyarrow alone would not.
+    path = tmp_path / "long.csv"
+    path.write_text('symbol, date, close\n "Bitcoin, Cash", 2017-09-22, 1\nETH, 2017-09-22, 2\n')
+    assert CryptoLoader(path).get_crypto_names() == ["bitcoin,_cash", "eth"]
+    assert CryptoLoader(path)._long_table().names == ["bitcoin,_cash", "eth"]
 
 
 # --- Data hash -------------------------------------------------------------------------
