@@ -42,9 +42,10 @@ CELERY_VS_SEED = 10.0
 class TimedLoader(CryptoLoader):
     """A ``CryptoLoader`` that adds up the seconds the producer spends in it, by kind of work.
 
-    ``read``: the first listing of coins (for a long-format file, reading and
-    parsing the whole file); ``series``: cutting out each coin's frame;
-    ``hash``: hashing the file for a dataset reference.
+    ``read``: listing the coins (for a long-format file, only its symbol
+    column is read); ``series``: cutting out each coin's frame (the first one
+    converts and checks a long-format file as a whole); ``hash``: hashing the
+    file for a dataset reference.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
