@@ -40,7 +40,12 @@ def broker_problem(timeout: float = 3.0) -> str | None:
         with app.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1, timeout=timeout)
     except Exception as exc:  # noqa: BLE001 - any failure means "no broker"
-        return f"no broker at {maybe_sanitize_url(app.conf.broker_url)}: {exc}"
+        hint = ""
+        if "vhost" in str(exc):
+            # The benchmarks README suggests a vhost of their own on a shared broker.
+            hint = ("; create it with `rabbitmqctl add_vhost NAME && "
+                    "rabbitmqctl set_permissions -p NAME USER '.*' '.*' '.*'`")
+        return f"no broker at {maybe_sanitize_url(app.conf.broker_url)}: {exc}{hint}"
     try:
         app.backend.client.ping()
     except Exception as exc:  # noqa: BLE001

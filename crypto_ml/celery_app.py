@@ -5,19 +5,28 @@ Settings use Celery's lowercase names. Each says what it trades off.
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+
 from celery import Celery
-from celery.signals import worker_init, worker_process_init
+from celery.signals import task_postrun, worker_init, worker_process_init
 from kombu import Exchange, Queue
 
 from .config import get_settings
 
 __all__ = ["app", "LIGHT_QUEUE", "HEAVY_QUEUE", "QUEUES"]
 
+log = logging.getLogger(__name__)
+
 #: Cheap models (naive, drift, linear, SVR): many tasks, each milliseconds.
 LIGHT_QUEUE = "crypto_ml.light"
 #: Deep models: few tasks, each seconds to minutes, each worker holding TensorFlow.
 HEAVY_QUEUE = "crypto_ml.heavy"
 QUEUES = (LIGHT_QUEUE, HEAVY_QUEUE)
+
+# True in a prefork pool child: the only kind of process Celery replaces for its memory.
+_in_pool_process = False
 
 _settings = get_settings()
 
@@ -57,7 +66,7 @@ app.conf.update(
     broker_connection_max_retries=None,
     # Recycle a process that grew past this (KiB) after its current task, rather
     # than --max-tasks-per-child 1, which paid the TensorFlow import on every task.
-    worker_max_memory_per_child=1_500_000,
+    worker_max_memory_per_child=_settings.worker_max_memory_mb * 1024 or None,
 )
 
 
@@ -70,6 +79,8 @@ def _configure_pool_process(**_: object) -> None:
     """
     from .deep import mark_pool_process
 
+    global _in_pool_process
+    _in_pool_process = True
     mark_pool_process()
 
 
@@ -81,3 +92,32 @@ def _preload_light_models(**_: object) -> None:
     """
     import sklearn.linear_model  # noqa: F401
     import sklearn.svm  # noqa: F401
+
+
+
+def peak_memory_mb() -> float:
+    """This process's peak resident memory in MB: what Celery compares with its memory limit."""
+    import resource  # POSIX only, as are prefork pools
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB elsewhere
+
+
+@task_postrun.connect
+def _warn_before_recycling(task: object = None, **_: object) -> None:
+    """Say why a pool process is about to be replaced: Celery itself does not say it in the worker's log.
+
+    A dataset read by reference whose peak exceeds the limit otherwise makes
+    every task start cold (read the data, import the models) without a word.
+    """
+    limit = app.conf.worker_max_memory_per_child
+    if not (limit and _in_pool_process):
+        return
+    peak = peak_memory_mb()
+    if peak * 1024 > limit:
+        log.warning(
+            "pool process %d peaked at %.0f MB, over CRYPTO_ML_WORKER_MAX_MEMORY_MB=%d: it is replaced after "
+            "%s, so the next task starts cold (data read, libraries imported again). If this repeats on every "
+            "task, raise CRYPTO_ML_WORKER_MAX_MEMORY_MB above the peak (the memory one task needs).",
+            os.getpid(), peak, limit // 1024, getattr(task, "name", "this task"),
+        )

@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     tf_threads: int | None = Field(default=None, ge=1)
     # Where trained models are stored (directory); used by train / --from-store.
     model_store: Path = Path.home() / ".cache" / "crypto_ml" / "models"
+    # A worker pool process is replaced after a task once its peak resident memory
+    # passed this many MB; 0 never replaces it. Celery (billiard) compares the
+    # *peak* (ru_maxrss on Linux), so a process that once read a dataset bigger
+    # than this is replaced after every task and each task starts cold: raise it
+    # for big datasets (the worker logs a warning when this happens).
+    worker_max_memory_mb: int = Field(default=1500, ge=0)
     # Seconds to wait for one task's result before reporting its coins as timed out.
     task_timeout: float = Field(default=600.0, gt=0)
     # Library log level; logs go to stderr or log_file, never into the package.

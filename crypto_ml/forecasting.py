@@ -165,8 +165,8 @@ def load_series(reference: dict[str, Any], coin: str) -> tuple[np.ndarray, str]:
         DataFormatError: the data is missing here or differs from the producer's.
         UnknownCoinError: no such coin in the dataset.
     """
-    frame = _reference_frame(reference, coin)
-    return frame["Close"].to_numpy(dtype=np.float64), frame["Date"].iloc[-1].date().isoformat()
+    dates, prices = _reference_series(reference, coin)
+    return prices, str(dates[-1].astype("datetime64[D]"))
 
 
 def load_dated_series(reference: dict[str, Any], coin: str) -> tuple[np.ndarray, list[str]]:
@@ -176,12 +176,12 @@ def load_dated_series(reference: dict[str, Any], coin: str) -> tuple[np.ndarray,
         DataFormatError: the data is missing here or differs from the producer's.
         UnknownCoinError: no such coin in the dataset.
     """
-    frame = _reference_frame(reference, coin)
-    return frame["Close"].to_numpy(dtype=np.float64), frame["Date"].dt.strftime("%Y-%m-%d").tolist()
+    dates, prices = _reference_series(reference, coin)
+    return prices, np.datetime_as_string(dates, unit="D").tolist()
 
 
-def _reference_frame(reference: dict[str, Any], coin: str) -> Any:
-    """``coin``'s frame from the referenced dataset, read once per process and checked against its hash."""
+def _reference_series(reference: dict[str, Any], coin: str) -> tuple[np.ndarray, np.ndarray]:
+    """``coin``'s dates and prices from the referenced dataset, read once per process and checked against its hash."""
     from .config import get_settings
     from .data_loader import CryptoLoader
 
@@ -208,7 +208,7 @@ def _reference_frame(reference: dict[str, Any], coin: str) -> Any:
         if len(_LOADERS) >= _MAX_CACHED_LOADERS:
             _LOADERS.clear()
         _LOADERS[key] = loader
-    frame = loader.get_df(coin)
-    if frame.empty:
+    dates, prices = loader.get_dated_prices(coin)
+    if not prices.size:
         raise DataFormatError(f"{coin} has no prices in the selected date range")
-    return frame
+    return dates, prices

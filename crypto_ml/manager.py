@@ -235,7 +235,7 @@ class CryptoManager:
             if any(r.get("cutoff") and not r.get("cutoff_date") for r in found):
                 # Inline payloads carry no dates; date the windows from the producer's copy of the data.
                 try:
-                    date_windows(found, self.loader.get_df(coin)["Date"].dt.strftime("%Y-%m-%d").tolist())
+                    date_windows(found, np.datetime_as_string(self.loader.get_dated_prices(coin)[0], unit="D").tolist())
                 except CryptoMLError as exc:
                     log.warning("cannot date the backtest windows of %s: %s", coin, exc)
             found.sort(key=lambda r: (rank.get(r["model"], len(rank)), r["window"] or 0))
@@ -327,19 +327,15 @@ class CryptoManager:
         """A payload item for one coin, or its failure record if it cannot be loaded."""
         coin = normalize_name(name)
         try:
-            frame = self.loader.get_df(name)
+            dates, prices = self.loader.get_dated_prices(name)
         except CryptoMLError as exc:
             return failure_record(coin, model, exc)
         except Exception as exc:  # noqa: BLE001 - one unreadable coin must not sink the batch
             log.warning("unexpected error loading %s", coin, exc_info=True)
             return failure_record(coin, model, exc)
-        if frame.empty:
+        if not prices.size:
             return failure_record(coin, model, "no prices in the selected date range", "DataFormatError")
-        return {
-            "coin": coin,
-            "prices": frame["Close"].to_numpy(dtype=np.float64),
-            "last_date": frame["Date"].iloc[-1].date().isoformat(),
-        }
+        return {"coin": coin, "prices": prices, "last_date": str(dates[-1].astype("datetime64[D]"))}
 
     def _transfer_mode(self, requested: str | None, engine: Engine) -> str:
         """``inline`` or ``reference``, resolving ``auto`` by engine and data size."""

@@ -86,6 +86,32 @@ def test_a_pickled_message_is_refused_and_the_worker_stays_up(start_worker, tmp_
     assert result.get(timeout=30) == {"still": "up"}
 
 
+@pytest.mark.parametrize(("value", "expected"), [("0", "None"), ("2500", "2560000")])
+def test_worker_memory_limit_comes_from_settings(value, expected):
+    code = "from crypto_ml.celery_app import app; print(app.conf.worker_max_memory_per_child)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "CRYPTO_ML_WORKER_MAX_MEMORY_MB": value})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == expected
+
+
+@pytest.mark.broker
+def test_a_pool_process_over_the_memory_limit_says_so_before_it_is_replaced(start_worker):
+    # 1 MB: every process is over it after any task, as one that read a big dataset would be.
+    worker = start_worker("memlimit", queues=LIGHT_QUEUE, env={"CRYPTO_ML_WORKER_MAX_MEMORY_MB": "1"})
+    for n in range(2):
+        assert app.send_task("crypto_ml.noop", args=[{"n": n}], queue=LIGHT_QUEUE).get(timeout=30) == {"n": n}
+    deadline = time.monotonic() + 15
+    while worker.log().count("over CRYPTO_ML_WORKER_MAX_MEMORY_MB=1") < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    warnings = [line for line in worker.log().splitlines() if "over CRYPTO_ML_WORKER_MAX_MEMORY_MB=1" in line]
+    assert len(warnings) == 2, worker.log()[-3000:]
+    assert "raise CRYPTO_ML_WORKER_MAX_MEMORY_MB" in warnings[0]
+    # Each task ran in a new process: the cost the warning is there to explain.
+    pids = {line.split("pool process ")[1].split()[0] for line in warnings}
+    assert len(pids) == 2
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

