@@ -101,12 +101,29 @@ def fit_seconds(run: Any) -> list[float]:
     return [r["metrics"]["fit_seconds"] for r in run.records if r.get("status") == "ok"]
 
 
+# Set in processes started by bare_parallel_fits: they all start timing at once.
+_start_together: Any = None
+
+
+def _init_parallel(barrier: Any) -> None:
+    from crypto_ml.deep import mark_pool_process
+
+    global _start_together
+    _start_together = barrier
+    mark_pool_process()
+
+
 def _bare_fits(payload: dict[str, Any]) -> list[dict[str, float]]:
     """Build and ``fit`` the model on each series' windows with Keras directly; seconds per step.
 
     Runs in a fresh process marked as a pool process, so TensorFlow gets one
     thread, as in the worker. One untimed fit warms TensorFlow first.
     """
+    return _timed_bare_fits(payload)["timings"]
+
+
+def _timed_bare_fits(payload: dict[str, Any]) -> dict[str, Any]:
+    """:func:`_bare_fits`, plus the wall-clock start (after the warm-up) and end, comparable across processes."""
     from crypto_ml.models.lstm import LSTMModel, make_windows
 
     params = payload["params"]
@@ -116,6 +133,9 @@ def _bare_fits(payload: dict[str, Any]) -> list[dict[str, float]]:
     first = np.asarray(payload["series"][0], dtype=np.float64)
     X, target = make_windows(first, template.window)
     template.build().fit(X, target, **{**fit_args, "epochs": 1})  # TensorFlow warm: import, kernels, tracing
+    if _start_together is not None:
+        _start_together.wait(timeout=600)
+    started = time.time()
     timings = []
     for prices in payload["series"]:
         X, target = make_windows(np.asarray(prices, dtype=np.float64), template.window)
@@ -125,7 +145,7 @@ def _bare_fits(payload: dict[str, Any]) -> list[dict[str, float]]:
         model.fit(X, target, **fit_args)
         done = time.perf_counter()
         timings.append({"windows": len(X), "build_s": built - start, "fit_s": done - built})
-    return timings
+    return {"timings": timings, "start": started, "end": time.time()}
 
 
 def bare_fits(series: list[np.ndarray], params: dict[str, Any], *,
@@ -143,6 +163,28 @@ def bare_fits(series: list[np.ndarray], params: dict[str, Any], *,
     initializer = mark_pool_process if one_thread else None
     with ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=initializer) as pool:
         return pool.submit(_bare_fits, {"series": [s.tolist() for s in series], "params": params}).result()
+
+
+def bare_parallel_fits(parts: list[list[np.ndarray]], params: dict[str, Any]) -> dict[str, Any]:
+    """``_bare_fits`` in ``len(parts)`` fresh one-thread processes at once, one part each: no Celery at all.
+
+    What the machine itself gives N processes training side by side, to set
+    a worker pool's scaling against. Each process warms TensorFlow, then all
+    start timing together.
+
+    Returns:
+        ``{"seconds": wall time from the common start to the last fit's end,
+        "fit_s": every fit's seconds}``.
+    """
+    context = get_context("spawn")
+    barrier = context.Barrier(len(parts))
+    with ProcessPoolExecutor(len(parts), mp_context=context, initializer=_init_parallel,
+                             initargs=(barrier,)) as pool:
+        futures = [pool.submit(_timed_bare_fits, {"series": [s.tolist() for s in part], "params": params})
+                   for part in parts]
+        results = [future.result() for future in futures]
+    return {"seconds": max(r["end"] for r in results) - min(r["start"] for r in results),
+            "fit_s": [t["fit_s"] for r in results for t in r["timings"]]}
 
 
 def run(options: Options, *, coins: int | None = None, epochs: int | None = None,
