@@ -35,7 +35,6 @@ def run(options: Options, *, round_trips: int | None = None, tasks: int | None =
         concurrency: Pool processes of the worker.
     """
     from celery.canvas import chunks
-    from celery.result import ResultSet
 
     from crypto_ml.celery_app import LIGHT_QUEUE, app
 
@@ -58,25 +57,12 @@ def run(options: Options, *, round_trips: int | None = None, tasks: int | None =
 
     with BenchWorker("overhead", LIGHT_QUEUE, concurrency, options.out / "logs") as worker:
         report.parameters["worker"] = worker.node
-        for _ in range(20):  # connections, pools and the first-task import are not the floor
-            noop().get(timeout=30)
-
-        trips = []
-        for _ in range(round_trips):
-            start = time.perf_counter()
-            noop().get(timeout=30)
-            trips.append(time.perf_counter() - start)
-        report.add_row(measure="round trip, median", value=1e3 * median(trips), unit="ms",
+        ours = _round_trips_and_throughput(noop, round_trips, tasks)
+        report.add_row(measure="round trip, median", value=ours["median_ms"], unit="ms",
                        reference=REFERENCE["round_trip_ms"])
-        report.add_row(measure="round trip, p95", value=1e3 * percentile(trips, 95), unit="ms")
-
-        start = time.perf_counter()
-        sent = [noop() for _ in range(tasks)]
-        sent_at = time.perf_counter()
-        ResultSet(sent).join_native(timeout=300)
-        done = time.perf_counter()
-        report.add_row(measure="send rate (producer only)", value=rate(tasks, sent_at - start), unit="tasks/s")
-        report.add_row(measure="throughput, one message per task", value=rate(tasks, done - start), unit="tasks/s",
+        report.add_row(measure="round trip, p95", value=ours["p95_ms"], unit="ms")
+        report.add_row(measure="send rate (producer only)", value=ours["send_per_s"], unit="tasks/s")
+        report.add_row(measure="throughput, one message per task", value=ours["tasks_per_s"], unit="tasks/s",
                        reference=REFERENCE["tasks_per_s"])
 
         # Celery's chunks: each message runs chunk_size calls of the task inside the worker.
@@ -88,5 +74,49 @@ def run(options: Options, *, round_trips: int | None = None, tasks: int | None =
         items = sum(len(part) for part in gathered)
         report.add_row(measure=f"throughput, chunked ({chunk_size:,} items/message)", value=rate(items, seconds),
                        unit="items/s", reference=REFERENCE["chunked_items_per_s"])
+
+    # The same no-op on a stock Celery app (benchmarks/stock_celery.py): what crypto_ml's settings cost.
+    from .stock_celery import STOCK_QUEUE
+    from .stock_celery import app as stock_app
+
+    check_queue(report, STOCK_QUEUE)
+    with BenchWorker("overhead-stock", STOCK_QUEUE, concurrency, options.out / "logs",
+                     app="benchmarks.stock_celery") as worker:
+        report.parameters["stock_worker"] = worker.node
+        stock = _round_trips_and_throughput(
+            lambda: stock_app.send_task("crypto_ml_bench.noop", args=[None], queue=STOCK_QUEUE), round_trips, tasks)
+    report.add_row(measure="stock Celery: round trip, median", value=stock["median_ms"], unit="ms",
+                   reference=REFERENCE["round_trip_ms"])
+    report.add_row(measure="stock Celery: throughput, one message per task", value=stock["tasks_per_s"],
+                   unit="tasks/s", reference=REFERENCE["tasks_per_s"])
+    report.extra["stock"] = stock
+    report.note(f"crypto_ml's settings ÷ stock Celery (JSON only), same broker and backend, same run: round trip "
+                f"{ours['median_ms'] / stock['median_ms']:.2f}×, throughput {ours['tasks_per_s'] / stock['tasks_per_s']:.2f}×; "
+                "the difference is late acks, one prefetched message per process, task events for Flower and "
+                "the STARTED state (an extra backend write per task)")
     report.note("reference: measured on the 2-core development machine (issue 7); compare on the same machine only")
     return report
+
+
+def _round_trips_and_throughput(send, round_trips: int, tasks: int) -> dict[str, float]:
+    """Sequential round trips (median, p95 in ms), then ``tasks`` sent at once and gathered (tasks/s).
+
+    Args:
+        send: Sends one no-op and returns its AsyncResult.
+    """
+    from celery.result import ResultSet
+
+    for _ in range(20):  # connections, pools and the first-task import are not the floor
+        send().get(timeout=30)
+    trips = []
+    for _ in range(round_trips):
+        start = time.perf_counter()
+        send().get(timeout=30)
+        trips.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    sent = [send() for _ in range(tasks)]
+    sent_at = time.perf_counter()
+    ResultSet(sent).join_native(timeout=300)
+    done = time.perf_counter()
+    return {"median_ms": 1e3 * median(trips), "p95_ms": 1e3 * percentile(trips, 95),
+            "send_per_s": rate(tasks, sent_at - start), "tasks_per_s": rate(tasks, done - start)}

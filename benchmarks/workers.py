@@ -101,15 +101,17 @@ class BenchWorker:
         concurrency: Prefork pool processes.
         log_dir: Where its log goes (``<node>.log``).
         env: Extra environment variables for the worker.
+        app: The Celery app (``-A``); only the overhead benchmark's stock baseline uses another.
     """
 
     def __init__(self, label: str, queue: str, concurrency: int, log_dir: Path,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, app: str = "crypto_ml") -> None:
         self.node = f"bench-{label}-{uuid.uuid4().hex[:6]}@{os.uname().nodename}"
         self.queue = queue
         self.concurrency = concurrency
         self.log_path = Path(log_dir) / f"{self.node.split('@')[0]}.log"
         self.env = {**os.environ, **(env or {})}
+        self.app = app
         self.process: subprocess.Popen | None = None
         self._log: Any = None
 
@@ -123,7 +125,7 @@ class BenchWorker:
 
         # WARNING is Celery's default level, as in the documented deployment: INFO
         # would add a log line per task to every figure.
-        command = [sys.executable, "-m", "celery", "-A", "crypto_ml", "worker", "-n", self.node,
+        command = [sys.executable, "-m", "celery", "-A", self.app, "worker", "-n", self.node,
                    "-c", str(self.concurrency), "-Q", self.queue, "--loglevel", "WARNING",
                    "--without-mingle", "--without-gossip"]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
