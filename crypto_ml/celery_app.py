@@ -94,7 +94,6 @@ def _preload_light_models(**_: object) -> None:
     import sklearn.svm  # noqa: F401
 
 
-
 def peak_memory_mb() -> float:
     """This process's peak resident memory in MB: what Celery compares with its memory limit."""
     import resource  # POSIX only, as are prefork pools
