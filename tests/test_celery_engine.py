@@ -28,6 +28,44 @@ def slow_dir(tmp_path_factory):
     return generate_dataset(12, tmp_path_factory.mktemp("slow") / "coins", seed=11, min_points=1000, max_points=1000)
 
 
+def start_slow_batch(loader: CryptoLoader):
+    """Send the SLOW model over every coin of ``loader`` from a thread, one coin per task.
+
+    Returns:
+        The producer thread and a dict whose ``"run"`` holds the ForecastRun once it finishes.
+    """
+    import threading
+
+    outcome: dict = {}
+
+    def produce():
+        engine = CeleryEngine(workers=2, timeout=300)
+        outcome["run"] = CryptoManager(loader, engine=engine, batch_size=1).send_tasks(
+            SLOW["model"], params=SLOW["params"], verbose=False)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    return producer, outcome
+
+
+def wait_until_busy(nodes: list[str], timeout: float = 60.0) -> bool:
+    """Wait until one of ``nodes`` is running a task; False if none did within ``timeout`` seconds."""
+    from crypto_ml.celery_app import app
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        active = app.control.inspect(destination=nodes, timeout=1.0).active() or {}
+        if any(active.get(node) for node in nodes):
+            return True
+    return False
+
+
+def assert_every_coin_once(run) -> None:
+    counts = collections.Counter(r.coin for r in run)
+    assert len(counts) == 12 and set(counts.values()) == {1}
+    assert not run.failed, [(r.coin, r.error) for r in run.failed]
+
+
 def task_totals(nodes: list[str]) -> dict[str, int]:
     """Tasks each node has run so far, from `celery inspect stats`."""
     from crypto_ml.celery_app import app
@@ -99,36 +137,17 @@ def test_a_bad_coin_fails_alone_through_the_broker(start_worker, synth_dir, tmp_
 @pytest.mark.slow
 def test_killing_a_worker_mid_batch_loses_nothing(start_worker, slow_dir):
     """SIGKILL one worker's whole process group while it runs tasks: acks_late gets them redelivered."""
-    import threading
-
     survivor, victim = start_worker("survivor"), start_worker("victim")
     loader = CryptoLoader(slow_dir)
-    outcome: dict = {}
-
-    def produce():
-        engine = CeleryEngine(workers=2, timeout=300)
-        outcome["run"] = CryptoManager(loader, engine=engine, batch_size=1).send_tasks(
-            SLOW["model"], params=SLOW["params"], verbose=False)
-
-    producer = threading.Thread(target=produce)
-    producer.start()
-    from crypto_ml.celery_app import app
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # wait until the victim is busy with a task
-        active = app.control.inspect(destination=[victim.node], timeout=1.0).active() or {}
-        if active.get(victim.node):
-            break
-    else:
+    producer, outcome = start_slow_batch(loader)
+    if not wait_until_busy([victim.node]):
         pytest.fail("the victim worker never started a task")
     victim.kill_group()
     producer.join(300)
     assert not producer.is_alive(), "results did not arrive after the worker was killed"
 
     run = outcome["run"]
-    counts = collections.Counter(r.coin for r in run)
-    assert len(counts) == 12 and set(counts.values()) == {1}
-    assert not run.failed, [(r.coin, r.error) for r in run.failed]
+    assert_every_coin_once(run)
     assert survivor.alive() and not victim.alive()
     expected = CryptoManager(loader, engine="local").send_tasks(SLOW["model"], params=SLOW["params"], verbose=False)
     assert [r.forecast for r in run] == [r.forecast for r in expected]
@@ -180,26 +199,9 @@ def test_a_broker_restart_mid_batch_loses_nothing(start_worker, slow_dir):
     """Stop and start RabbitMQ while workers hold tasks: durable queues and acks_late bring every result home."""
     if shutil.which("rabbitmqctl") is None or rabbitmqctl("status").returncode != 0:
         skip_or_fail("rabbitmqctl is not available to this user, so the broker cannot be restarted")
-    import threading
-
-    from crypto_ml.celery_app import app
-
     w1, w2 = start_worker("restart1"), start_worker("restart2")
-    loader = CryptoLoader(slow_dir)
-    outcome: dict = {}
-
-    def produce():
-        engine = CeleryEngine(workers=2, timeout=300)
-        outcome["run"] = CryptoManager(loader, engine=engine, batch_size=1).send_tasks(
-            SLOW["model"], params=SLOW["params"], verbose=False)
-
-    producer = threading.Thread(target=produce)
-    producer.start()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        active = app.control.inspect(destination=[w1.node, w2.node], timeout=1.0).active() or {}
-        if any(active.values()):
-            break
+    producer, outcome = start_slow_batch(CryptoLoader(slow_dir))
+    wait_until_busy([w1.node, w2.node])  # restart the broker mid-batch, or at worst at its start
     try:
         assert rabbitmqctl("stop_app").returncode == 0
         time.sleep(3)
@@ -208,9 +210,6 @@ def test_a_broker_restart_mid_batch_loses_nothing(start_worker, slow_dir):
     assert started.returncode == 0, started.stderr
     producer.join(300)
     assert not producer.is_alive(), "results did not arrive after the broker restart"
-    run = outcome["run"]
-    counts = collections.Counter(r.coin for r in run)
-    assert len(counts) == 12 and set(counts.values()) == {1}
-    assert not run.failed, [(r.coin, r.error) for r in run.failed]
+    assert_every_coin_once(outcome["run"])
     assert w1.alive() and w2.alive()
     wait_until_idle([w1.node, w2.node], timeout=120)
