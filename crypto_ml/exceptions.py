@@ -9,6 +9,8 @@ The tree::
      ├── UnknownModelError(KeyError)        no such model in the registry
      ├── InvalidParameterError(ValueError)  a bad argument: horizon <= 0, unknown model param, ...
      ├── NotFittedError(ValueError, AttributeError)  predict() before fit()
+     ├── NonPositiveForecastError(ValueError)  a model's fit implies a price at or below zero
+     ├── MissingDependencyError(ImportError)  a model's optional extra is not installed
      ├── EngineError(RuntimeError)          an execution engine cannot run the batch
      └── ModelStoreError                    a stored model is missing, unreadable or not ours
           └── IncompatibleModelError        a stored model does not fit the request or this install
@@ -28,6 +30,8 @@ __all__ = [
     "UnknownModelError",
     "InvalidParameterError",
     "NotFittedError",
+    "NonPositiveForecastError",
+    "MissingDependencyError",
     "EngineError",
     "ModelStoreError",
     "IncompatibleModelError",
@@ -67,6 +71,14 @@ class InvalidParameterError(ValueError, CryptoMLError):
 
 class NotFittedError(ValueError, AttributeError, CryptoMLError):
     """``predict`` was called on a model before ``fit``."""
+
+
+class NonPositiveForecastError(ValueError, CryptoMLError):
+    """A model's fit implies a price at or below zero for this series; it refuses rather than clip."""
+
+
+class MissingDependencyError(ImportError, CryptoMLError):
+    """A model needs an optional extra that is not installed; the message names the pip command."""
 
 
 class EngineError(RuntimeError, CryptoMLError):

@@ -11,18 +11,28 @@ __all__ = ["LinearModel"]
 
 
 class LinearModel(Forecaster):
-    """Ordinary least squares of price on time (scikit-learn ``LinearRegression``), extrapolated.
+    """Ordinary least squares of log price on time (scikit-learn ``LinearRegression``), extrapolated.
+
+    The seed fitted the raw price, and a falling coin's line crossed zero
+    within the horizon (the quick start printed a negative price). On log
+    prices the line is an exponential trend: the same fit where prices move
+    little, and never a price at or below zero.
 
     Args:
         window: Fit on the last ``window`` points only; None uses the whole
             history, as the seed did.
+        log_prices: Fit log prices (the default). False fits raw prices as the
+            seed did; a coin whose line then reaches zero fails with
+            ``NonPositiveForecastError`` instead of forecasting it.
     """
 
     name = "linear"
     min_points = 2
+    description = "the seed's least-squares trend line on the time index, on log prices"
 
-    def __init__(self, *, window: int | None = None) -> None:
+    def __init__(self, *, window: int | None = None, log_prices: bool = True) -> None:
         self.window = window
+        self.log_prices = log_prices
 
     def _fit(self, y: np.ndarray) -> None:
         from sklearn.linear_model import LinearRegression
@@ -31,6 +41,8 @@ class LinearModel(Forecaster):
             raise InvalidParameterError(f"linear: window must be an int >= 2 or None, got {self.window!r}")
         if self.window is not None:
             y = y[-self.window :]
+        if self.log_prices:
+            y = np.log(y)
         t = np.arange(y.size, dtype=np.float64).reshape(-1, 1)
         with _trusted_input():
             self.regressor_ = LinearRegression().fit(t, y)
@@ -39,7 +51,8 @@ class LinearModel(Forecaster):
     def _predict(self, h: int) -> np.ndarray:
         t_future = np.arange(self.n_fit_, self.n_fit_ + h, dtype=np.float64).reshape(-1, 1)
         with _trusted_input():
-            return self.regressor_.predict(t_future)
+            trend = self.regressor_.predict(t_future)
+        return np.exp(trend) if self.log_prices else trend
 
 
 def _trusted_input():

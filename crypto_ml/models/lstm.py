@@ -70,6 +70,9 @@ class LSTMModel(Forecaster):
     """
 
     name = "lstm"
+    description = "the seed's two-layer Keras LSTM on windows of 50 normalised prices, fed back step by step"
+    extra = "deep"
+    requires = ("keras", "tensorflow")
 
     def __init__(
         self,

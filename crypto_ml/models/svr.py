@@ -34,6 +34,9 @@ class SVRModel(Forecaster):
         window: Fit on the last ``window`` points only; None uses the whole history.
         max_iter: libsvm iteration cap, so a pathological series cannot stall a worker;
             -1 means no cap.
+        log_prices: Fit log prices (the default), so a forecast is never a price at or
+            below zero. False fits raw prices as the seed did; a coin whose fit then
+            reaches zero fails with ``NonPositiveForecastError``.
     """
 
     kernel = "rbf"
@@ -49,6 +52,7 @@ class SVRModel(Forecaster):
         coef0: float = 1.0,
         window: int | None = None,
         max_iter: int = 200_000,
+        log_prices: bool = True,
     ) -> None:
         self.C = C
         self.epsilon = epsilon
@@ -57,6 +61,7 @@ class SVRModel(Forecaster):
         self.coef0 = coef0
         self.window = window
         self.max_iter = max_iter
+        self.log_prices = log_prices
 
     def _fit(self, y: np.ndarray) -> None:
         from sklearn.exceptions import ConvergenceWarning
@@ -64,6 +69,8 @@ class SVRModel(Forecaster):
 
         if self.window is not None:
             y = y[-self.window :]
+        if self.log_prices:
+            y = np.log(y)
         self.n_fit_ = y.size
         self.y_mean_ = float(y.mean())
         std = float(y.std())
@@ -91,7 +98,8 @@ class SVRModel(Forecaster):
 
     def _predict(self, h: int) -> np.ndarray:
         t_future = self._scaled_time(np.arange(self.n_fit_, self.n_fit_ + h))
-        return self.regressor_.predict(t_future) * self.y_scale_ + self.y_mean_
+        fitted = self.regressor_.predict(t_future) * self.y_scale_ + self.y_mean_
+        return np.exp(fitted) if self.log_prices else fitted
 
 
 class LinearSVRModel(SVRModel):
@@ -99,6 +107,7 @@ class LinearSVRModel(SVRModel):
 
     name = "svr_linear"
     kernel = "linear"
+    description = "the seed's support vector regression on the time index, linear kernel, on log prices"
 
 
 class RbfSVRModel(SVRModel):
@@ -106,6 +115,7 @@ class RbfSVRModel(SVRModel):
 
     name = "svr_rbf"
     kernel = "rbf"
+    description = "the seed's support vector regression on the time index, RBF kernel, on log prices"
 
 
 class PolySVRModel(SVRModel):
@@ -113,3 +123,4 @@ class PolySVRModel(SVRModel):
 
     name = "svr_poly"
     kernel = "poly"
+    description = "the seed's support vector regression on the time index, degree-2 polynomial kernel, on log prices"
