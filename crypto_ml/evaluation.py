@@ -46,7 +46,8 @@ from typing import Any
 import numpy as np
 
 from .exceptions import CryptoMLError, DataFormatError, InvalidParameterError, SeriesTooShortError
-from .forecasting import failure_record, load_dated_series
+from .records import failure_record
+from .references import load_dated_series
 from .models import get_model, resolve_name
 from .models.base import validate_horizon, validate_series
 from .results import RecordsMixin, library_versions, write_with_manifest
@@ -455,7 +456,7 @@ def backtest_batch(payload: dict[str, Any]) -> list[dict[str, Any]]:
             "windows": int, "step": int | None, "series": [...]}`` where each
             series is ``{"coin", "prices", "dates"?, "last_date"?}`` (inline), or
             just ``{"coin"}`` when the payload also has ``"data"``: a dataset
-            reference from ``forecasting.dataset_reference`` (the worker then
+            reference from ``references.dataset_reference`` (the worker then
             reads prices and dates itself and checks the data's hash).
 
     Returns:

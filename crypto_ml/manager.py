@@ -19,7 +19,9 @@ from .data_loader import CryptoLoader, normalize_name
 from .engines import Engine, resolve_engine
 from .evaluation import BacktestRun, backtest_batch, coin_failures, date_windows, validate_request
 from .exceptions import CryptoMLError, InvalidParameterError
-from .forecasting import dataset_reference, failure_record, forecast_batch
+from .forecasting import forecast_batch
+from .records import failure_record
+from .references import dataset_reference
 from .models import get_model, resolve_name
 from .models.registry import HEAVY_MODELS
 from .models.base import validate_horizon

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from .exceptions import CryptoMLError, IncompatibleModelError
-from .forecasting import failure_record, forecast_dates, load_series
+from .records import failure_record, forecast_dates
+from .references import load_series
 from .model_store import ModelStore
 from .models import Forecaster, get_model
 from .models.base import validate_horizon

@@ -27,7 +27,7 @@ from crypto_ml.evaluation import (
     validate_request,
 )
 from crypto_ml.exceptions import InvalidParameterError, SeriesTooShortError, UnknownModelError
-from crypto_ml.forecasting import dataset_reference
+from crypto_ml.references import dataset_reference
 from crypto_ml.manager import CryptoManager
 from crypto_ml.models import MODEL_REGISTRY
 

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from crypto_ml.forecasting import failure_record, forecast_batch, forecast_dates, forecast_series
+from crypto_ml.forecasting import forecast_batch, forecast_series
+from crypto_ml.records import failure_record, forecast_dates
 
 
 def test_forecast_series_ok_record_is_json_safe_and_dated():
@@ -72,7 +73,7 @@ def test_forecast_dates(last, expected):
 
 def test_batch_by_reference_reads_the_dataset_and_checks_its_hash(synth_dir):
     from crypto_ml.data_loader import CryptoLoader
-    from crypto_ml.forecasting import dataset_reference
+    from crypto_ml.references import dataset_reference
 
     loader = CryptoLoader(synth_dir, max_points=100)
     coin = loader.get_crypto_names()[0]
