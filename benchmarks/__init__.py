@@ -15,6 +15,7 @@ __all__ = ["BENCHMARKS"]
 BENCHMARKS = {
     "payload": "benchmarks.payload",
     "peer": "benchmarks.peer",
+    "intervals": "benchmarks.intervals",
     "overhead": "benchmarks.overhead",
     "dispatch": "benchmarks.dispatch",
     "lstm": "benchmarks.lstm",

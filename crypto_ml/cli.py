@@ -2,7 +2,8 @@
 
 Exit codes: 0 when every coin succeeded, 1 when any coin or file failed (each
 is printed with its reason), 2 when the request itself is wrong (unknown
-model, bad horizon, missing data path, engine unavailable).
+model, bad horizon or levels, missing data path, engine unavailable, a model
+whose optional extra is not installed here).
 """
 
 from __future__ import annotations
@@ -129,9 +130,12 @@ def cli(log_level: str | None, log_file: Path | None) -> None:
 
 
 @cli.command()
-@click.option("--model", "-m", default="linear", show_default=True, help="Model name; see `crypto-ml models`.")
+@click.option("--model", "-m", default=None,
+              help="Model name; see `crypto-ml models` [env CRYPTO_ML_MODEL; default ewma].")
 @click.option("--coins", "-c", default=None, help="Comma-separated coin names [default: every coin].")
 @click.option("--horizon", "-H", type=int, default=10, show_default=True, help="Days to forecast.")
+@click.option("--levels", "-l", default=None, metavar="L1,L2,...",
+              help="Prediction interval levels in percent, e.g. 50,80,95 [default: 80,95].")
 @data_option
 @engine_option
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=None,
@@ -143,19 +147,25 @@ def cli(log_level: str | None, log_file: Path | None) -> None:
 @click.option("--from-store", is_flag=True, help="Forecast with stored models from `crypto-ml train` instead of fitting.")
 @click.option("--store", type=click.Path(path_type=Path), default=None,
               help="Model store directory [env CRYPTO_ML_MODEL_STORE].")
-def forecast(model, coins, horizon, data_path, engine, out, params, workers, batch_size, transfer,
+def forecast(model, coins, horizon, levels, data_path, engine, out, params, workers, batch_size, transfer,
              max_points, from_date, to_date, progress, quiet, from_store, store) -> None:
-    """Forecast every coin (or --coins) HORIZON days ahead."""
+    """Forecast every coin (or --coins) HORIZON days ahead, with prediction intervals."""
     from .data_loader import CryptoLoader
     from .exceptions import InvalidParameterError
     from .manager import CryptoManager
+    from .models.base import validate_levels
+    from .models.registry import resolve_name
     from .results import OUTPUT_FORMATS
 
     if out is not None and out.suffix.lower() not in OUTPUT_FORMATS:
         raise InvalidParameterError(f"cannot write results to {out.name!r}: use a file ending in {', '.join(OUTPUT_FORMATS)}")
+    level_list = validate_levels(levels)
+    model, why = _chosen_model(model)
+    resolve_name(model)  # an unknown name is exit 2 before the model line is printed
+    _console(stderr=True).print(f"model {model} ({why})", highlight=False, markup=False)
     loader = CryptoLoader(data_path, max_points=max_points, from_date=from_date, to_date=to_date)
     manager = CryptoManager(loader, engine=engine, batch_size=batch_size, workers=workers)
-    run = manager.send_tasks(model, _split_coins(coins), horizon, _parse_params(params),
+    run = manager.send_tasks(model, _split_coins(coins), horizon, _parse_params(params), levels=level_list,
                              verbose=False, progress=progress, transfer=transfer, from_store=from_store,
                              store=store)
     if out is not None:
@@ -165,24 +175,62 @@ def forecast(model, coins, horizon, data_path, engine, out, params, workers, bat
     sys.exit(EXIT_OK if not run.failed else EXIT_FAILURES)
 
 
+#: Why the default model is the default, as `forecast` prints it.
+DEFAULT_MODEL_REASON = "calibrated intervals in the README's backtest"
+
+
+def _chosen_model(flag: str | None) -> tuple[str, str]:
+    """The model to forecast with and where it came from: --model, CRYPTO_ML_MODEL, or the default."""
+    if flag is not None:
+        return flag, "--model"
+    settings = get_settings()
+    if "model" in settings.model_fields_set:
+        return settings.model, "CRYPTO_ML_MODEL; choose another with --model"
+    return settings.model, f"the default, CRYPTO_ML_MODEL: {DEFAULT_MODEL_REASON}; choose another with --model"
+
+
+def _price(value: float) -> str:
+    """A price for the terminal: thousands separated and whole above 1,000, four significant digits below
+    (files keep full precision)."""
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
+
+
 def _print_run(run, *, quiet: bool, out: Path | None) -> None:
+    from rich.markup import escape
     from rich.table import Table
+
+    from .models.base import level_label
 
     console = _console()
     if not quiet:
-        table = Table(title=f"{run.model} forecast, {run.horizon} days ahead", title_justify="left")
-        for header in ("coin", "status", "last date", "last price", "day 1", f"day {run.horizon}", "reason"):
-            table.add_column(header, justify="right" if header.startswith(("last p", "day")) else "left")
+        last_day = f"day {run.horizon}"
+        # One range column per level, for the last day: where the uncertainty is widest and matters most.
+        ranges = [f"{level_label(level)}% range" for level in run.levels]
+        table = Table(title=f"{run.model} forecast, {run.horizon} days ahead; ranges are {last_day}'s central "
+                            "prediction intervals", title_justify="left")
+        for header in ("coin", "status", "last date", "last price", "day 1", last_day, *ranges, "reason"):
+            table.add_column(header, justify="right" if header.startswith(("last p", "day")) or
+                             header.endswith("range") else "left")
         for r in run:
             if r.ok:
-                table.add_row(r.coin, "ok", r.last_date or "", f"{r.last_price:.6g}",
-                              f"{r.forecast[0]:.6g}", f"{r.forecast[-1]:.6g}", "")
+                bounds = []
+                for level in run.levels:
+                    try:
+                        lower, upper = r.interval(level)
+                        bounds.append(f"{_price(lower[-1])}–{_price(upper[-1])}")
+                    except KeyError:
+                        bounds.append("")
+                table.add_row(r.coin, "ok", r.last_date or "", _price(r.last_price),
+                              _price(r.forecast[0]), _price(r.forecast[-1]), *bounds, "")
             else:
-                table.add_row(r.coin, "[red]failed[/red]", r.last_date or "", "", "", "", f"{r.error_type}: {r.error}")
+                table.add_row(r.coin, "[red]failed[/red]", r.last_date or "", "", "", "", *[""] * len(ranges),
+                              escape(f"{r.error_type}: {r.error}"))  # errors may hold [brackets]: crypto-ml[deep]
         console.print(table)
     err = _console(stderr=True)
     for r in run.failed:
-        err.print(f"[red]failed[/red] {r.coin}: {r.error_type}: {r.error}", highlight=False, markup=True)
+        err.print(f"[red]failed[/red] {escape(f'{r.coin}: {r.error_type}: {r.error}')}", highlight=False, markup=True)
     summary = (f"{len(run.ok)} of {len(run)} coins forecast with {run.model} on the {run.engine} engine "
                f"in {run.seconds:.2f} s ({run.engine_reason})")
     if run.failed:
@@ -204,6 +252,7 @@ def _print_run(run, *, quiet: bool, out: Path | None) -> None:
 @dispatch_options
 def train(model, coins, data_path, engine, params, store, workers, batch_size, transfer, max_points, progress) -> None:
     """Train a model per coin and save it to the model store, for `forecast --from-store`."""
+    from rich.markup import escape
     from rich.table import Table
 
     from .data_loader import CryptoLoader
@@ -224,11 +273,13 @@ def train(model, coins, data_path, engine, params, store, workers, batch_size, t
             table.add_row(record["coin"], "ok", record["model_id"], str(record["n_obs"]),
                           f"{seconds:.2f}" if seconds is not None else "", shown)
         else:
-            table.add_row(record["coin"], "[red]failed[/red]", "", "", "", f"{record['error_type']}: {record['error']}")
+            table.add_row(record["coin"], "[red]failed[/red]", "", "", "",
+                          escape(f"{record['error_type']}: {record['error']}"))
     _console().print(table)
     err = _console(stderr=True)
     for record in run.failed:
-        err.print(f"[red]failed[/red] {record['coin']}: {record['error_type']}: {record['error']}", highlight=False)
+        reason = escape(f"{record['coin']}: {record['error_type']}: {record['error']}")
+        err.print(f"[red]failed[/red] {reason}", highlight=False)
     err.print(f"{len(run.ok)} of {len(run.records)} {run.model} models trained on the {run.engine} engine in "
               f"{run.seconds:.1f} s ({run.engine_reason})", highlight=False, markup=False)
     sys.exit(EXIT_OK if not run.failed else EXIT_FAILURES)
@@ -238,8 +289,13 @@ def train(model, coins, data_path, engine, params, store, workers, batch_size, t
 @click.option("--models", "-m", default="naive,drift,linear", show_default=True,
               help="Comma-separated model names; naive is always added, as the benchmark.")
 @click.option("--horizon", "-H", type=int, default=10, show_default=True, help="Days each window forecasts.")
-@click.option("--windows", "-w", type=int, default=5, show_default=True,
-              help="Rolling origins per coin; a short coin uses the ones that fit.")
+@click.option("--windows", "-w", type=int, default=30, show_default=True,
+              help="Rolling origins per coin; a short coin uses the ones that fit. About 30 are needed for the "
+                   "significance tests to mean anything.")
+@click.option("--quick", is_flag=True,
+              help="Quick mode: 5 windows per coin, to check that a run works; indicative only.")
+@click.option("--levels", default="80,95", show_default=True,
+              help="Comma-separated interval levels (percent) to score; naive's empirical interval is the benchmark.")
 @click.option("--step", type=int, default=None,
               help="Days between origins [default: the horizon, so test periods do not overlap].")
 @click.option("--coins", "-c", default=None, help="Comma-separated coin names [default: every coin].")
@@ -247,8 +303,8 @@ def train(model, coins, data_path, engine, params, store, workers, batch_size, t
 @engine_option
 @click.option("--param", "-p", "params", multiple=True, metavar="MODEL.KEY=VALUE",
               help="Model parameter, e.g. svr_rbf.C=10; repeatable.")
-@click.option("--out", "-o", type=click.Path(path_type=Path), required=True,
-              help="Write one row per coin, model and window to FILE (.csv, .json or .parquet), "
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=None,
+              help="Also write one row per coin, model and window to FILE (.csv, .json or .parquet), "
                    "with a manifest beside it.")
 @click.option("--report", "report_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Write report.md with PNG plots into this folder.")
@@ -257,17 +313,25 @@ def train(model, coins, data_path, engine, params, store, workers, batch_size, t
 @date_options
 @dispatch_options
 @click.pass_context
-def backtest(ctx, models, horizon, windows, step, coins, data_path, engine, params, out, report_dir, plot_coins,
-             workers, batch_size, transfer, max_points, from_date, to_date, progress) -> None:
-    """Walk-forward backtest: score each model's forecasts on every coin (or --coins) against the random walk."""
+def backtest(ctx, models, horizon, windows, quick, levels, step, coins, data_path, engine, params, out, report_dir,
+             plot_coins, workers, batch_size, transfer, max_points, from_date, to_date, progress) -> None:
+    """Walk-forward backtest: score each model's forecasts and intervals on every coin (or --coins) against naive."""
     from .data_loader import CryptoLoader, normalize_name
-    from .evaluation import check_output_path, validate_request
+    from .evaluation import QUICK_WINDOWS, check_output_path, validate_request
     from .exceptions import InvalidParameterError
     from .manager import CryptoManager
+    from .models.base import validate_levels
 
-    check_output_path(out)
+    if quick:
+        if ctx.get_parameter_source("windows") is not click.core.ParameterSource.DEFAULT and windows != QUICK_WINDOWS:
+            raise click.BadParameter(f"--quick runs {QUICK_WINDOWS} windows; drop --windows {windows} or --quick",
+                                     param_hint="--windows")
+        windows = QUICK_WINDOWS
+    if out is not None:
+        check_output_path(out)
     model_params = _parse_model_params(params)
     validate_request(models, horizon, windows, step, model_params)  # every bad value is exit 2 before any work
+    level_list = validate_levels(levels)
     coin_list = _split_coins(coins)
     plot = _split_coins(plot_coins)
     if plot is not None and report_dir is None:
@@ -282,9 +346,11 @@ def backtest(ctx, models, horizon, windows, step, coins, data_path, engine, para
                                         "pick coins from --coins or `crypto-ml data list`")
     manager = CryptoManager(loader, engine=engine, batch_size=batch_size, workers=workers)
     run = manager.backtest(models, horizon, windows, step, coin_list, model_params,
-                           progress=progress, transfer=transfer)
+                           progress=progress, transfer=transfer, levels=level_list)
     run.command = _command_line(ctx)
-    run.write(out)
+    run.quick = quick
+    if out is not None:
+        run.write(out)
     report_path = None
     if report_dir is not None:
         from .report import write_report
@@ -328,20 +394,32 @@ def _command_line(ctx: click.Context) -> str:
     return shlex.join(parts)
 
 
-def _print_backtest(run, *, out: Path, report: Path | None) -> None:
+def _print_backtest(run, *, out: Path | None, report: Path | None) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from .report import summary_rows
+    from .report import interval_rows, run_title, significance_rows, summary_rows, verdict_lines
 
-    rows = summary_rows(run)
-    table = Table(title=f"backtest: {run.horizon}-day forecasts, up to {run.windows} windows per coin, "
-                        "against the random walk (naive)", title_justify="left")
-    for header in rows[0] if rows else ["model"]:
-        table.add_column(header, justify="left" if header in ("model", "beats naive") else "right")
-    for row in rows:
-        table.add_row(*row.values())
-    _console().print(table)
+    console = _console()
+    for title, rows, left in (
+        (f"{run_title(run)}: point forecasts against the random walk (naive)", summary_rows(run),
+         ("model", "beats naive")),
+        ("intervals: coverage against nominal, log width, Winkler score and CRPS relative to naive's empirical "
+         "interval (below 1 is better)", interval_rows(run), ("model",)),
+        ("significance against naive: Diebold-Mariano (HLN) across origins, coins pooled per origin; "
+         "the sign test across coins is optimistic (coins move together)", significance_rows(run),
+         ("model", "loss", "note")),
+    ):
+        if not rows:
+            continue
+        table = Table(title=title, title_justify="left")
+        for header in rows[0]:
+            table.add_column(header, justify="left" if header in left else "right")
+        for row in rows:
+            table.add_row(*(escape(value) for value in row.values()))
+        console.print(table)
+    for line in verdict_lines(run):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
     err = _console(stderr=True)
     # Identical failures of several models (a coin too short for any window) print once, naming the models.
     grouped: dict[tuple[Any, ...], list[str]] = {}
@@ -356,7 +434,8 @@ def _print_backtest(run, *, out: Path, report: Path | None) -> None:
                f"{len(run.models)} models on the {run.engine} engine in {run.seconds:.2f} s ({run.engine_reason})")
     if run.failed:
         summary += f"; {len(run.failed)} failed"
-    summary += f"; results in {out}"
+    if out is not None:
+        summary += f"; results in {out}"
     if report is not None:
         summary += f"; report in {report}"
     err.print(summary, highlight=False, markup=False, soft_wrap=True)
@@ -364,13 +443,38 @@ def _print_backtest(run, *, out: Path, report: Path | None) -> None:
 
 @cli.command("models")
 def list_models() -> None:
-    """List the registered models and their parameters."""
-    from .models import available_models, get_model_class
+    """List the registered models: what each does, its intervals, its extra and its parameters."""
+    from rich.markup import escape
+    from rich.table import Table
 
+    from .models import available_models, get_model_class
+    from .models.registry import CONFORMAL_SUFFIX, missing_extra
+
+    default = get_settings().model
+    table = Table(title="models (every one gives 80%/95% prediction intervals, or --levels)", title_justify="left")
+    for header in ("model", "what it is", "intervals", "extra", "parameters"):
+        table.add_column(header, no_wrap=header == "extra")  # the pip command stays one line, to copy
     for name in available_models():
-        cls = get_model_class(name)
+        try:
+            cls = get_model_class(name)
+            missing = missing_extra(name)
+        except ImportError as exc:  # a broken install must not hide the other models
+            table.add_row(name, f"[red]cannot be imported[/red]: {escape(str(exc))}", "", "", "")
+            continue
+        if cls.extra is None:
+            extra = "built in"
+        elif missing is None:
+            extra = f"{cls.extra}: installed"
+        else:
+            extra = f"[red]{cls.extra}: missing[/red] — " + escape(f"pip install 'crypto-ml[{cls.extra}]'")
         params = ", ".join(f"{k}={v!r}" for k, v in cls().get_params().items()) or "-"
-        click.echo(f"{name:<12} {params}")
+        label = f"{name} [bold](default)[/bold]" if name == default else name
+        table.add_row(label, escape(cls.description), escape(cls.interval_method), extra, escape(params))
+    console = _console()
+    console.print(table)
+    console.print(f"Any model{CONFORMAL_SUFFIX} (e.g. linear{CONFORMAL_SUFFIX}, lstm{CONFORMAL_SUFFIX}) keeps that "
+                  "model's point forecast and calibrates its intervals on its own rolling-origin forecast errors.",
+                  highlight=False, markup=False)
 
 
 @cli.group()

@@ -5,6 +5,10 @@ so the same function runs in the local process pool and behind the broker.
 A failure on one series becomes a ``failed`` record; it never raises out of a
 batch.
 
+Every forecast carries central prediction intervals next to its point
+forecast: ``lo_<L>`` and ``hi_<L>`` lists for each level L (80 and 95 unless
+the payload asks for others), from the model's ``predict_interval``.
+
 Prices travel in one of two ways. *Inline*: each series carries its prices.
 *By reference*: the payload names a dataset and each series only its coin
 (``references``).
@@ -19,7 +23,8 @@ import numpy as np
 
 from .exceptions import CryptoMLError
 from .models import get_model
-from .models.base import validate_horizon
+from .models.base import DEFAULT_LEVELS, validate_horizon, validate_levels
+from .models.registry import check_installed
 from .records import failure_record, forecast_dates
 from .references import dataset_reference, load_series
 
@@ -35,8 +40,9 @@ def forecast_series(
     horizon: int,
     params: dict[str, Any] | None = None,
     last_date: str | None = None,
+    levels: Any = DEFAULT_LEVELS,
 ) -> dict[str, Any]:
-    """Fit ``model`` on one price series and forecast ``horizon`` steps.
+    """Fit ``model`` on one price series and forecast ``horizon`` steps with prediction intervals.
 
     Args:
         coin: The coin's name, echoed in the record.
@@ -45,19 +51,24 @@ def forecast_series(
         horizon: Steps ahead to forecast.
         params: Model constructor arguments.
         last_date: ISO date of the last price, used to date the forecast.
+        levels: Interval levels in percent, e.g. ``(80, 95)`` or ``"50,80,95"``.
 
     Returns:
-        ``{"coin", "model", "status": "ok", "forecast", "dates", "last_date",
-        "last_price", "n_obs"}``, or a failure record (``status: "failed"``,
-        ``error_type``, ``error``). Never raises for a bad series.
+        ``{"coin", "model", "status": "ok", "forecast", "levels", "lo_80", "hi_80",
+        "lo_95", "hi_95", "dates", "last_date", "last_price", "n_obs"}`` (a
+        ``lo_``/``hi_`` pair per level), or a failure record (``status: "failed"``,
+        ``error_type``, ``error``). Never raises for a bad series. A model whose
+        extra this worker lacks fails with ``MissingDependencyError`` naming it.
     """
     try:
+        # A producer cannot tell which extras a remote worker has; this worker says so per coin.
+        check_installed(model)
         horizon = validate_horizon(horizon)
+        levels = validate_levels(levels)
         estimator = get_model(model, **(params or {}))
         y = np.asarray(prices, dtype=np.float64)
-        forecast = estimator.fit(y).predict(horizon)
-        if not np.all(np.isfinite(forecast)):
-            raise CryptoMLError(f"{model} produced a non-finite forecast for {coin}")
+        # predict_interval checks the point and every bound are finite, positive and nested.
+        forecast = estimator.fit(y).predict_interval(horizon, levels)
     except CryptoMLError as exc:
         return failure_record(coin, model, exc)
     except Exception as exc:  # noqa: BLE001 - one coin's failure must not sink the batch
@@ -67,7 +78,8 @@ def forecast_series(
         "coin": coin,
         "model": model,
         "status": "ok",
-        "forecast": forecast.tolist(),
+        **forecast.to_record(),
+        "levels": list(forecast.levels),
         "dates": forecast_dates(last_date, horizon),
         "last_date": last_date,
         "last_price": float(y[-1]),
@@ -79,7 +91,7 @@ def forecast_batch(payload: dict[str, Any]) -> list[dict[str, Any]]:
     """Forecast every series of a batch with one model.
 
     Args:
-        payload: ``{"model": str, "horizon": int, "params": dict, "series": [...]}``
+        payload: ``{"model": str, "horizon": int, "params": dict, "levels": [80, 95]?, "series": [...]}``
             where each series is ``{"coin", "prices", "last_date"}`` (inline), or
             just ``{"coin"}`` when the payload also has ``"data"``: a dataset
             reference from ``dataset_reference``. With ``"from_store": true`` the
@@ -96,6 +108,7 @@ def forecast_batch(payload: dict[str, Any]) -> list[dict[str, Any]]:
     model = payload["model"]
     horizon = payload["horizon"]
     params = payload.get("params") or {}
+    levels = payload.get("levels") or DEFAULT_LEVELS
     records = []
     for item in payload["series"]:
         if "prices" in item:
@@ -106,5 +119,5 @@ def forecast_batch(payload: dict[str, Any]) -> list[dict[str, Any]]:
             except CryptoMLError as exc:
                 records.append(failure_record(item["coin"], model, exc))
                 continue
-        records.append(forecast_series(item["coin"], prices, model, horizon, params, last_date))
+        records.append(forecast_series(item["coin"], prices, model, horizon, params, last_date, levels))
     return records

@@ -23,8 +23,8 @@ from .forecasting import forecast_batch
 from .records import failure_record
 from .references import dataset_reference
 from .models import get_model, resolve_name
-from .models.registry import HEAVY_MODELS
-from .models.base import validate_horizon
+from .models.registry import check_installed, is_heavy
+from .models.base import validate_horizon, validate_levels
 from .model_store import ModelStore
 from .results import CoinForecast, ForecastRun, TrainRun
 from .training import train_batch
@@ -75,24 +75,27 @@ class CryptoManager:
 
     def send_tasks(
         self,
-        model: str = "linear",
+        model: str | None = None,
         coins: Sequence[str] | None = None,
         horizon: int = 10,
         params: dict[str, Any] | None = None,
         *,
+        levels: Any = None,
         verbose: bool = True,
         progress: bool | None = None,
         transfer: str | None = None,
         from_store: bool = False,
         store: str | Path | None = None,
     ) -> ForecastRun:
-        """Forecast every coin (or the given ones) ``horizon`` steps ahead.
+        """Forecast every coin (or the given ones) ``horizon`` steps ahead, with prediction intervals.
 
         Args:
-            model: A registered model name.
+            model: A registered model name; None uses ``CRYPTO_ML_MODEL`` (default ``ewma``).
             coins: Coin names; None means every coin the loader has.
             horizon: Steps ahead, >= 1.
             params: Model constructor arguments.
+            levels: Interval levels in percent, e.g. ``(50, 80, 95)`` or ``"50,80,95"``;
+                None means 80 and 95. Each result carries ``lo_<L>``/``hi_<L>`` bounds.
             verbose: Print one line per coin, as the seed did: ``bitcoin [[4952.28 5492.85 ...]]``.
             progress: Show a progress bar on stderr; None shows it when stderr is a terminal.
             transfer: ``"inline"`` sends prices in the tasks; ``"reference"`` sends the
@@ -108,18 +111,22 @@ class CryptoManager:
             Coins that could not be loaded or forecast are ``failed`` with the reason.
 
         Raises:
-            InvalidParameterError: ``horizon`` < 1, or a parameter the model does not accept.
+            InvalidParameterError: ``horizon`` < 1, a level outside (0, 100), or a parameter the
+                model does not accept.
             UnknownModelError: ``model`` is not registered.
+            MissingDependencyError: on the local engine, the model's extra is not installed.
             EngineError: the requested engine cannot run at all.
         """
         horizon = validate_horizon(horizon)
-        model = resolve_name(model)
+        levels = validate_levels(levels)
+        model = resolve_name(model if model is not None else get_settings().model)
         params = dict(params or {})
         get_model(model, **params)  # rejects bad parameters before anything is sent
+        self._check_installed(model)
         started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         clock = time.perf_counter()
 
-        task: dict[str, Any] = {"model": model, "horizon": horizon, "params": params}
+        task: dict[str, Any] = {"model": model, "horizon": horizon, "params": params, "levels": list(levels)}
         if from_store:
             task.update(from_store=True, store=str(ModelStore(store).root.resolve()))
         ordered, records, transfer = self.dispatch(
@@ -137,6 +144,7 @@ class CryptoManager:
             results=results,
             started_at=started_at,
             seconds=round(time.perf_counter() - clock, 3),
+            levels=list(levels),
         )
         if verbose:
             self.print_results(run)
@@ -167,11 +175,12 @@ class CryptoManager:
             training metrics, or the reason it failed.
 
         Raises:
-            UnknownModelError, InvalidParameterError, EngineError: as ``send_tasks``.
+            UnknownModelError, InvalidParameterError, MissingDependencyError, EngineError: as ``send_tasks``.
         """
         model = resolve_name(model)
         params = dict(params or {})
         get_model(model, **params)
+        self._check_installed(model)
         clock = time.perf_counter()
         store_root = ModelStore(store).root.resolve()
         # Workers on this machine must find it; a worker without it uses its own CRYPTO_ML_MODEL_STORE.
@@ -187,13 +196,14 @@ class CryptoManager:
         self,
         models: str | Sequence[str],
         horizon: int = 10,
-        windows: int = 5,
+        windows: int = 30,
         step: int | None = None,
         coins: Sequence[str] | None = None,
         params: dict[str, dict[str, Any]] | None = None,
         *,
         progress: bool | None = None,
         transfer: str | None = None,
+        levels: Any = None,
     ) -> BacktestRun:
         """Walk-forward backtest of each model on every coin (or the given ones), against the random walk.
 
@@ -201,12 +211,15 @@ class CryptoManager:
             models: Model names, or one comma-separated string. ``naive`` is added
                 when missing: it is the benchmark every summary compares with.
             horizon: Steps each window forecasts, >= 1.
-            windows: Windows per coin, >= 1; a short coin uses the ones that fit.
+            windows: Windows per coin, >= 1; a short coin uses the ones that fit. Thirty
+                origins are about the fewest a Diebold-Mariano test across origins can use.
             step: Points between cutoffs; None uses ``horizon`` (test periods do not overlap).
             coins: Coin names; None means every coin the loader has.
             params: ``{model: {parameter: value}}`` constructor arguments.
             progress: Progress bar on stderr; None shows it when stderr is a terminal.
             transfer: ``inline``, ``reference`` or ``auto`` (see ``send_tasks``).
+            levels: Interval levels in percent to score (a sequence or ``"80,95"``);
+                None means ``DEFAULT_LEVELS`` (80, 95).
 
         Returns:
             A ``BacktestRun``: one record per (coin, model, window),
@@ -215,13 +228,16 @@ class CryptoManager:
 
         Raises:
             UnknownModelError: a model is not registered (every name is checked before anything runs).
-            InvalidParameterError: horizon, windows or step < 1, or a parameter a model does not accept.
+            InvalidParameterError: horizon, windows or step < 1, a level outside (0, 100), or a parameter
+                a model does not accept.
             EngineError: the requested engine cannot run at all.
         """
         names, horizon, windows, step, params = validate_request(models, horizon, windows, step, params)
+        levels = validate_levels(levels)
         started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         clock = time.perf_counter()
-        task = {"models": names, "horizon": horizon, "windows": windows, "step": step, "params": params}
+        task = {"models": names, "horizon": horizon, "windows": windows, "step": step, "params": params,
+                "levels": list(levels)}
         ordered, by_coin, transfer = self.dispatch(
             backtest_batch, task, coins, label=",".join(names), progress=progress, transfer=transfer)
 
@@ -265,6 +281,7 @@ class CryptoManager:
                 "from_date": loader.from_date.date().isoformat() if loader.from_date is not None else None,
                 "to_date": loader.to_date.date().isoformat() if loader.to_date is not None else None,
             },
+            levels=levels,
         )
 
     def dispatch(
@@ -325,6 +342,17 @@ class CryptoManager:
                 advance(len(batch))
         return ordered, records, transfer
 
+    def _check_installed(self, model: str) -> None:
+        """Refuse a model whose extra is missing, when the tasks run in this environment.
+
+        The local engine's processes share this install, so a missing extra would
+        fail every coin alike: better one request error naming the extra. Celery
+        workers may have extras this producer lacks, so they are not checked
+        here; a worker without it fails each coin with the same message.
+        """
+        if self.engine.name == "local":
+            check_installed(model)
+
     def _load_series(self, name: str, model: str) -> dict[str, Any]:
         """A payload item for one coin, or its failure record if it cannot be loaded."""
         coin = normalize_name(name)
@@ -356,7 +384,7 @@ class CryptoManager:
     def _batches(self, series: list[dict[str, Any]], slots: int, extra: dict[str, Any]) -> list[dict[str, Any]]:
         size = self.batch_size or get_settings().batch_size
         models = extra.get("models") or [extra.get("model")]
-        if size is None and any(name in HEAVY_MODELS for name in models):
+        if size is None and any(name and is_heavy(name) for name in models):
             # A deep fit takes seconds: one coin per task spreads them evenly and keeps each under the time limit.
             size = 1
         if size is None:

@@ -15,12 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from .exceptions import CryptoMLError, IncompatibleModelError
+from .exceptions import CryptoMLError, DataFormatError, IncompatibleModelError
 from .records import failure_record, forecast_dates
 from .references import load_series
 from .model_store import ModelStore
 from .models import Forecaster, get_model
-from .models.base import validate_horizon
+from .models.base import (DEFAULT_LEVELS, Forecast, check_intervals, validate_horizon, validate_levels,
+                          validate_series)
+from .models.intervals import empirical_intervals
+from .models.registry import check_installed
 
 __all__ = ["train_series", "train_batch", "forecast_from_store", "series_sha256"]
 
@@ -51,8 +54,12 @@ def _series(payload: dict[str, Any], item: dict[str, Any]) -> tuple[Any, str | N
 
 def train_series(store: ModelStore, coin: str, prices: Any, model: str, params: dict[str, Any],
                  last_date: str | None = None) -> dict[str, Any]:
-    """Fit ``model`` on one coin and store it; a record with the model id, or a failure record."""
+    """Fit ``model`` on one coin and store it; a record with the model id, or a failure record.
+
+    A model whose extra this worker lacks fails with ``MissingDependencyError`` naming the extra.
+    """
     try:
+        check_installed(model)  # this worker may lack an extra the producer has, or the reverse
         y = np.asarray(prices, dtype=np.float64)
         clock = time.perf_counter()
         estimator = get_model(model, **params).fit(y)
@@ -111,8 +118,18 @@ def forecast_from_store(payload: dict[str, Any]) -> list[dict[str, Any]]:
     Other models extrapolate their training series, so they are only used on
     the data they were trained on.
 
+    Every record carries prediction intervals, as ``forecast_series``'s do. A
+    stored model that extrapolates its training series gives its own
+    ``predict_interval``. For a model forecasting from newer data, the
+    intervals come from the *current* series (``empirical_intervals`` of its
+    past k-day log returns around the point): the bounds then describe the
+    data being forecast, recent days included, rather than the older series
+    the model was trained on; and they are the intervals the same model
+    fitted on this series now would give (its ``predict_interval`` spreads
+    its training series' returns the same way).
+
     Args:
-        payload: ``{"model", "horizon", "params", "store", "model_ids": {coin: id}?, "series": [...]}``.
+        payload: ``{"model", "horizon", "params", "levels"?, "store", "model_ids": {coin: id}?, "series": [...]}``.
     """
     store = _store(payload)
     model_name = payload["model"]
@@ -120,16 +137,18 @@ def forecast_from_store(payload: dict[str, Any]) -> list[dict[str, Any]]:
     for item in payload["series"]:
         coin = item["coin"]
         try:
+            check_installed(model_name)
             horizon = validate_horizon(payload["horizon"])
+            levels = validate_levels(payload.get("levels") or DEFAULT_LEVELS)
             prices, last_date = _series(payload, item)
             y = np.asarray(prices, dtype=np.float64)
             model_id = (payload.get("model_ids") or {}).get(coin) or store.latest(model_name, coin)
             estimator, metadata = _load_cached(store, model_id)
             _check_request(model_id, metadata, payload.get("params") or {})
             if hasattr(estimator, "forecast_from"):
-                forecast = estimator.forecast_from(y, horizon)
+                forecast = _intervals_from_current(estimator, y, horizon, levels)
             elif metadata["data"].get("series_sha256") == series_sha256(y):
-                forecast = estimator.predict(horizon)
+                forecast = estimator.predict_interval(horizon, levels)
             else:
                 raise IncompatibleModelError(
                     f"{model_id} was trained on {coin} data up to {metadata['data'].get('last_date')}; "
@@ -143,11 +162,26 @@ def forecast_from_store(payload: dict[str, Any]) -> list[dict[str, Any]]:
             records.append(failure_record(coin, model_name, exc))
             continue
         records.append({
-            "coin": coin, "model": model_name, "status": "ok", "forecast": np.asarray(forecast).tolist(),
+            "coin": coin, "model": model_name, "status": "ok", **forecast.to_record(), "levels": list(forecast.levels),
             "dates": forecast_dates(last_date, horizon), "last_date": last_date, "last_price": float(y[-1]),
             "n_obs": int(y.size), "model_id": model_id,
         })
     return records
+
+
+def _intervals_from_current(estimator: Forecaster, y: np.ndarray, horizon: int, levels: tuple) -> Forecast:
+    """``forecast_from(y, horizon)`` with intervals spread from ``y``'s own k-day log returns (see above)."""
+    y = validate_series(y, 2, estimator.name)  # two prices: one observed return to spread
+    if np.any(y <= 0):
+        raise DataFormatError(f"{estimator.name}: the series holds a price at or below zero; intervals are made on "
+                              "log prices, so drop or fix those rows")
+    # The point gets the checks predict() applies: finite and positive, or NonPositiveForecastError.
+    point = estimator._checked_point(estimator.forecast_from(y, horizon), horizon)
+    bounds = empirical_intervals(np.log(y), point, levels)
+    lower = {level: bounds[level][0] for level in levels}
+    upper = {level: bounds[level][1] for level in levels}
+    check_intervals(estimator.name, point, lower, upper, levels)
+    return Forecast(point=point, levels=levels, lower=lower, upper=upper)
 
 
 def _check_request(model_id: str, metadata: dict[str, Any], params: dict[str, Any]) -> None:

@@ -102,3 +102,25 @@ class FussyModel(Forecaster):
 
     def _predict(self, h: int) -> np.ndarray:
         return np.full(h, self.last_)
+
+
+# --- a model whose optional extra is never installed (registered by tests as "jobs:PhantomModel") ---
+
+
+class PhantomModel(Forecaster):
+    """The random walk, declaring a dependency no environment has: the missing-extra paths, for real."""
+
+    name = "phantom"
+    min_points = 2
+    description = "a test model whose extra is never installed"
+    extra = "phantom"
+    requires = ("crypto_ml_no_such_module",)
+
+    def __init__(self) -> None:
+        pass
+
+    def _fit(self, y: np.ndarray) -> None:
+        self.last_ = float(y[-1])
+
+    def _predict(self, h: int) -> np.ndarray:
+        return np.full(h, self.last_)

@@ -90,6 +90,27 @@ def test_peer_tiny(options):
         assert len(document["targets"]) == 2
 
 
+def test_intervals_tiny(options):
+    from benchmarks import intervals
+
+    report = intervals.run(options, n_series=3, repeats=1)
+    document = load_strict(report.write())
+    check_document(document, "intervals")
+    rows = {row["model"]: row for row in document["rows"]}
+    assert set(rows) == set(intervals.MODELS)
+    for model, row in rows.items():
+        # A model that cannot be built here is an error row; every other one forecast all three series.
+        assert row.get("error") or (row["ours_sps"] > 0 and row["failed"] == 0), model
+    if importlib.util.find_spec("statsforecast") is None:
+        assert "stats" in rows["ets"]["error"]
+    else:
+        # Our wrappers give statsforecast's own forecast, bit for bit.
+        for model in ("ets", "theta"):
+            assert rows[model]["compared"] == 3 and rows[model]["max_rel_diff"] == 0.0
+            assert rows[model]["ratio"] > 0
+        assert {target["name"].split(":")[0] for target in document["targets"]} == {"ets", "theta", "naive"}
+
+
 def test_generated_datasets_are_cached(options):
     from benchmarks.data import synthetic_dataset
 

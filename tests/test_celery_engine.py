@@ -97,6 +97,9 @@ def test_celery_and_local_give_the_same_forecasts(start_worker, synth_dir):
         assert [r.coin for r in remote] == [r.coin for r in local]
         assert [r.forecast for r in remote] == [r.forecast for r in local]
         assert [r.dates for r in remote] == [r.dates for r in local]
+        # The workers' records carry the 80% and 95% bounds, equal to the local ones.
+        assert all(sorted(r.intervals) == ["hi_80", "hi_95", "lo_80", "lo_95"] for r in remote)
+        assert [r.intervals for r in remote] == [r.intervals for r in local]
     by_reference = CryptoManager(loader, engine=CeleryEngine()).send_tasks(
         "linear", horizon=10, verbose=False, transfer="reference")
     local = CryptoManager(loader, engine="local").send_tasks("linear", horizon=10, verbose=False)

@@ -27,11 +27,47 @@ def crypto_ml(*args: str, **kwargs) -> subprocess.CompletedProcess:
 def test_forecast_the_bundled_sample_as_a_subprocess():
     done = crypto_ml("forecast", "--engine", "local")
     assert done.returncode == 0, done.stderr
-    assert "linear forecast, 10 days ahead" in done.stdout
+    assert "ewma forecast, 10 days ahead" in done.stdout
+    assert "80% range" in done.stdout and "95% range" in done.stdout
     for csv in bundled_data_dir().glob("*.csv"):
         assert csv.stem.lower().replace(" ", "_") in done.stdout
-    assert "8 of 8 coins forecast with linear on the local engine" in done.stderr
+    assert ("model ewma (the default, CRYPTO_ML_MODEL: calibrated intervals in the README's backtest; "
+            "choose another with --model)") in done.stderr
+    assert "8 of 8 coins forecast with ewma on the local engine" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_terminal_table_shows_each_level_as_a_range_of_the_last_day(tmp_path):
+    out = tmp_path / "f.csv"
+    result = invoke("forecast", "--engine", "local", "--model", "naive", "--coins", "rivencoin", "-H", "3",
+                    "--levels", "50,80,95", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "model naive (--model)" in result.output
+    frame = pd.read_csv(out)
+    assert list(frame.columns[5:12]) == ["forecast", "lo_50", "hi_50", "lo_80", "hi_80", "lo_95", "hi_95"]
+    last = frame.iloc[-1]
+    assert 0 < last["lo_95"] <= last["lo_50"] <= last["forecast"] <= last["hi_50"] <= last["hi_95"]
+    for level in (50, 80, 95):
+        assert f"{level}% range" in result.output
+        assert f"{last[f'lo_{level}']:.4g}–{last[f'hi_{level}']:.4g}" in result.output
+
+
+def test_the_model_named_in_the_environment_says_so():
+    result = invoke("forecast", "--engine", "local", "-q", "--coins", "rivencoin", env={"CRYPTO_ML_MODEL": "drift"})
+    assert result.exit_code == 0, result.output
+    assert "model drift (CRYPTO_ML_MODEL; choose another with --model)" in result.output
+
+
+def test_a_model_whose_extra_is_missing_exits_2_naming_the_extra(monkeypatch):
+    from crypto_ml.models import MODEL_REGISTRY
+
+    monkeypatch.setitem(MODEL_REGISTRY, "phantom", "jobs:PhantomModel")
+    result = CliRunner().invoke(cli, ["forecast", "--engine", "local", "--model", "phantom"])
+    assert result.exit_code == 2
+    assert "error: model 'phantom' needs crypto_ml_no_such_module" in result.output
+    assert "install the 'phantom' extra: pip install 'crypto-ml[phantom]'" in result.output
+    trained = CliRunner().invoke(cli, ["train", "--engine", "local", "--model", "phantom"])
+    assert trained.exit_code == 2 and "pip install 'crypto-ml[phantom]'" in trained.output
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".json", ".parquet"])
@@ -68,7 +104,8 @@ def test_broken_files_are_reported_by_name_with_exit_code_1(synth_dir, tmp_path)
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--model", "prophet"], "error: unknown model 'prophet'; valid models are: drift, linear, lstm, naive"),
+        (["--model", "prophet"], "error: unknown model 'prophet'; valid models are: arima, drift, ets, ewma"),
+        (["--levels", "80,100"], "error: interval level '100' is outside (0, 100)"),
         (["--horizon", "0"], "error: horizon must be an integer >= 1, got 0"),
         (["--data", "/no/such/folder"], "/no/such/folder"),
         (["--out", "f.xlsx"], "error: cannot write results to 'f.xlsx'"),
@@ -92,7 +129,7 @@ def test_bad_environment_setting_is_a_clear_error():
 def test_params_and_coins_flags(tmp_path):
     out = tmp_path / "f.json"
     result = invoke("forecast", "--engine", "local", "--coins", "rivencoin,the_quill", "--param", "window=30",
-                    "--horizon", "2", "--out", str(out))
+                    "--horizon", "2", "--out", str(out), "--model", "linear")
     assert result.exit_code == 0, result.output
     document = json.loads(out.read_text())
     assert [r["coin"] for r in document["results"]] == ["rivencoin", "the_quill"]
@@ -113,11 +150,20 @@ def test_unknown_coin_is_reported_with_a_suggestion():
     assert "failed rivencion: UnknownCoinError" in result.output and "rivencoin" in result.output
 
 
-def test_models_lists_every_model():
-    result = invoke("models")
-    assert result.exit_code == 0
-    for name in ("naive", "drift", "linear", "svr_linear", "svr_rbf", "svr_poly"):
-        assert name in result.output
+def test_models_lists_every_model_with_its_intervals_and_extra(monkeypatch):
+    from crypto_ml.models import MODEL_REGISTRY
+
+    monkeypatch.setitem(MODEL_REGISTRY, "phantom", "jobs:PhantomModel")
+    result = CliRunner().invoke(cli, ["models"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.startswith("│ ")}
+    for name in ("naive", "drift", "linear", "svr_linear", "svr_rbf", "svr_poly", "lstm", "phantom"):
+        assert name in rows or f"{name} (default)" in rows, name
+    assert "random walk" in rows["naive"] and "naive empirical" in rows["naive"]
+    assert "built in" in rows["linear"]
+    assert "phantom: missing — pip install 'crypto-ml[phantom]'" in rows["phantom"]
+    assert "deep: installed" in rows["lstm"] or "deep: missing — pip install 'crypto-ml[deep]'" in rows["lstm"]
+    assert "Any model+conformal (e.g. linear+conformal" in result.output
 
 
 def test_data_list_show_and_synth(tmp_path):

@@ -18,6 +18,7 @@ def test_defaults():
     assert settings.engine == "auto"
     assert settings.data_dir is None
     assert settings.resolved_data_dir() == bundled_data_dir()
+    assert settings.model == "ewma"
 
 
 def test_bundled_sample_is_there():
@@ -32,7 +33,9 @@ def test_environment_overrides_defaults(monkeypatch, tmp_path):
     monkeypatch.setenv("CRYPTO_ML_MODEL_STORE", str(tmp_path / "models"))
     monkeypatch.setenv("CRYPTO_ML_BATCH_SIZE", "25")
     monkeypatch.setenv("CRYPTO_ML_LOG_LEVEL", "debug")
+    monkeypatch.setenv("CRYPTO_ML_MODEL", "Deep_Predict")
     settings = get_settings()
+    assert settings.model == "lstm"  # resolved like --model: any case, aliases
     assert settings.resolved_data_dir() == tmp_path
     assert settings.broker_url == "amqp://u:p@rabbit:5672//"
     assert settings.result_backend == "redis://redis:6379/1"
@@ -49,7 +52,7 @@ def test_settings_are_read_once(monkeypatch):
 
 
 @pytest.mark.parametrize("var, value", [("CRYPTO_ML_ENGINE", "spark"), ("CRYPTO_ML_BATCH_SIZE", "0"),
-                                        ("CRYPTO_ML_PROBE_TIMEOUT", "-1")])
+                                        ("CRYPTO_ML_PROBE_TIMEOUT", "-1"), ("CRYPTO_ML_MODEL", "prophet")])
 def test_bad_environment_values_are_rejected_by_name(monkeypatch, var, value):
     monkeypatch.setenv(var, value)
     with pytest.raises(ValidationError, match=var.removeprefix("CRYPTO_ML_").lower()):

@@ -65,3 +65,55 @@ def test_heavy_worker_imports_tensorflow_once_and_stays_bounded(start_worker, sy
     assert growth < 0.10, f"RSS grew {growth:.1%} over 96 tasks"
     imports = re.findall(r"keras \S+ on tensorflow, threads=1", worker.log())
     assert len(imports) == 1, worker.log()[-2000:]
+
+
+# The start-up lines TensorFlow writes past Python's logging, on CPU-only machines and everywhere.
+TF_NOISE = re.compile(r"cuInit|cudart_stub|^E0000 |^W0000 |^I0000 |oneDNN|absl::InitializeLog", re.M)
+TF_LOG_LINE = re.compile(r"^[IWE]\d{4} \d\d:\d\d:\d\d", re.M)
+
+
+def lstm_cli(env: dict | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "crypto_ml", "forecast", "--model", "lstm", "--coins", "rivencoin",
+                           "-p", "epochs=1", "--engine", "local", "-H", "3"],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
+
+
+@pytest.mark.deep
+def test_lstm_forecast_prints_no_tensorflow_start_up_noise(monkeypatch):
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    done = lstm_cli()
+    assert done.returncode == 0, done.stderr
+    assert not TF_NOISE.search(done.stderr), done.stderr
+    assert "1 of 1 coins forecast with lstm" in done.stderr  # our own output is still there
+
+
+@pytest.mark.deep
+def test_a_tf_log_level_the_user_set_is_respected():
+    done = lstm_cli({"TF_CPP_MIN_LOG_LEVEL": "0"})
+    assert done.returncode == 0, done.stderr
+    assert TF_LOG_LINE.search(done.stderr), done.stderr  # TensorFlow's own log lines, unfiltered
+    code = "import os; from crypto_ml import deep; deep.keras_module(); print(os.environ['TF_CPP_MIN_LOG_LEVEL'])"
+    import os
+
+    kept = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "1"})
+    assert kept.stdout.strip() == "1", kept.stderr
+
+
+def test_the_stderr_filter_drops_only_the_noise_and_keeps_real_errors(capfd):
+    import os
+
+    from crypto_ml.deep import filtered_stderr, tensorflow_noise
+
+    with pytest.raises(RuntimeError, match="real failure"):
+        with filtered_stderr(tensorflow_noise()):
+            os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n")
+            os.write(2, b"I0000 00:00:1.5 12 cpu_feature_guard.cc:210] oneDNN custom operations are on.\n")
+            os.write(2, b"E0000 00:00:1.5 12 kernel.cc:1] a real C++ error\n")
+            sys.stderr.write("UserWarning: a Python warning\n")
+            raise RuntimeError("real failure")
+    err = capfd.readouterr().err
+    assert "a real C++ error" in err and "a Python warning" in err
+    assert "oneDNN" not in err and "absl::InitializeLog" not in err

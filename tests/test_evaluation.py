@@ -1,4 +1,7 @@
-"""Walk-forward backtests: metrics by hand, cutoffs, no look-ahead, runs through the engines and the CLI."""
+"""The evaluation package as a whole: its public names, backtests through the manager, the engines and the CLI.
+
+The modules' own tests are in test_metrics, test_significance, test_backtest, test_comparison and test_run.
+"""
 
 from __future__ import annotations
 
@@ -8,28 +11,16 @@ import shutil
 import subprocess
 import sys
 
-import jobs
 import numpy as np
 import pandas as pd
 import pytest
 
+import crypto_ml.evaluation as evaluation
 from crypto_ml.data_loader import CryptoLoader
-from crypto_ml.evaluation import (
-    BacktestRun,
-    backtest_batch,
-    backtest_series,
-    directional_accuracy,
-    mae,
-    mase,
-    rmse,
-    rolling_origin_cutoffs,
-    smape,
-    validate_request,
-)
-from crypto_ml.exceptions import InvalidParameterError, SeriesTooShortError, UnknownModelError
-from crypto_ml.references import dataset_reference
+from crypto_ml.evaluation import BacktestRun, backtest_batch, backtest_series
+from crypto_ml.exceptions import InvalidParameterError
 from crypto_ml.manager import CryptoManager
-from crypto_ml.models import MODEL_REGISTRY
+from crypto_ml.references import dataset_reference
 
 
 def crypto_ml(*args: str) -> subprocess.CompletedProcess:
@@ -37,20 +28,14 @@ def crypto_ml(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "crypto_ml", *args], capture_output=True, text=True, timeout=300)
 
 
-@pytest.fixture
-def registered_test_models(monkeypatch):
-    """The models of tests/jobs.py, registered for this test only."""
-    for name, cls in (("spy", "SpyModel"), ("peeking", "PeekingModel"), ("mutating", "MutatingModel"),
-                      ("fussy", "FussyModel")):
-        monkeypatch.setitem(MODEL_REGISTRY, name, f"jobs:{cls}")
-    jobs.SpyModel.fitted.clear()
-    jobs.PeekingModel.peeked.clear()
-
-
-@pytest.fixture
-def random_walk() -> np.ndarray:
-    # Continuous random values: no price repeats, so "contains a later value" is unambiguous.
-    return 100.0 + np.cumsum(np.random.default_rng(3).normal(0, 1, 60))
+def test_every_name_the_single_module_had_is_still_importable_from_the_package():
+    old = ["BENCHMARK", "METRICS", "MIN_TRAIN_POINTS", "RECORD_COLUMNS", "BacktestRun", "backtest_batch",
+           "backtest_series", "check_output_path", "coin_failures", "date_windows", "directional_accuracy",
+           "library_versions", "mae", "mase", "naive_scale", "rmse", "rolling_origin_cutoffs", "smape",
+           "validate_request", "with_benchmark"]
+    assert set(old) <= set(evaluation.__all__)
+    assert all(hasattr(evaluation, name) for name in evaluation.__all__)
+    assert evaluation.backtest_batch.__module__ == "crypto_ml.evaluation.backtest"  # what the task wrapper calls
 
 
 @pytest.fixture
@@ -61,213 +46,6 @@ def folder_with_short_coin(synth_dir, tmp_path):
     source = sorted(folder.glob("*.csv"))[0].read_text().splitlines()
     (folder / "Shortcoin.csv").write_text("\n".join(source[:7]) + "\n")  # header + the 6 newest rows
     return folder
-
-
-# --- metrics, against values computed by hand ------------------------------
-
-
-def test_mae_and_rmse_by_hand():
-    # errors |f - a| = [1, 0, 2]: MAE = 3/3 = 1; RMSE = sqrt((1 + 0 + 4) / 3) = sqrt(5/3)
-    assert mae([1, 2, 3], [2, 2, 5]) == 1.0
-    assert rmse([1, 2, 3], [2, 2, 5]) == pytest.approx(math.sqrt(5 / 3))
-
-
-def test_smape_by_hand_with_zero_over_zero_as_zero():
-    # step 1: 200 * 10 / (100 + 110) = 9.5238...; step 2: a = f = 0 is exact, 0; mean = 4.7619...
-    assert smape([100, 0], [110, 0]) == pytest.approx(200 * 10 / 210 / 2)
-    assert smape([1], [-1]) == 200.0  # the top of the 0-200 scale
-    assert smape([0, 0], [0, 0]) == 0.0
-
-
-def test_mase_is_scaled_by_the_training_random_walk():
-    # training one-day changes |12-10|, |11-12|, |14-11| = 2, 1, 3: scale 2; MAE of [14,14] vs [15,13] = 1
-    assert mase([15, 13], [14, 14], train=[10, 12, 11, 14]) == 0.5
-    assert math.isnan(mase([5, 5], [5, 6], train=[5, 5, 5]))  # flat training prices: scale 0
-    assert math.isnan(mase([5], [6], train=[5]))  # one training price: no one-day change at all
-
-
-def test_directional_accuracy_by_hand():
-    # from last = 10: actual moves +, -, 0, +; forecast moves +, +, 0, -: steps 1 and 3 agree
-    assert directional_accuracy([11, 9, 10, 12], [12, 11, 10, 9], last_value=10) == 0.5
-
-
-def test_metrics_reject_arrays_that_do_not_pair_up():
-    with pytest.raises(InvalidParameterError, match=r"shapes \(2,\) and \(3,\)"):
-        mae([1, 2], [1, 2, 3])
-    with pytest.raises(InvalidParameterError, match="non-empty"):
-        smape([], [])
-
-
-# --- cutoffs -----------------------------------------------------------------
-
-
-def test_cutoffs_end_at_the_last_point_and_step_by_the_horizon():
-    assert rolling_origin_cutoffs(20, 3, 4) == [8, 11, 14, 17]  # the last test period is [17:20]
-    assert rolling_origin_cutoffs(20, 3, 3, step=1) == [15, 16, 17]
-    assert rolling_origin_cutoffs(5, 3, 1) == [2]  # 2 to train on, 3 to test: just fits
-
-
-def test_cutoffs_use_the_windows_that_fit():
-    # 10 points, horizon 3, at least 2 to train on: cutoffs 7 and 4 fit; 1 would leave one training point
-    assert rolling_origin_cutoffs(10, 3, 5) == [4, 7]
-    assert rolling_origin_cutoffs(10, 3, 5, min_train=5) == [7]
-
-
-def test_cutoffs_of_a_series_too_short_say_what_is_needed():
-    with pytest.raises(SeriesTooShortError, match="needs at least 5 points .2 to train on and 3 to test.*has 4"):
-        rolling_origin_cutoffs(4, 3, 1)
-
-
-@pytest.mark.parametrize("args", [(20, 0, 1), (20, 3, 0), (20, 3, 2, 0), (20, 3, 2.5)])
-def test_cutoffs_reject_bad_arguments(args):
-    with pytest.raises(InvalidParameterError, match="must be an integer >= 1"):
-        rolling_origin_cutoffs(*args)
-
-
-# --- backtest_series ---------------------------------------------------------
-
-
-def test_backtest_series_on_a_ramp_by_hand():
-    # prices 1..30, horizon 3, 2 windows: cutoffs 24 and 27. Drift is exact on a ramp. Naive repeats the
-    # last price c, the actuals are c+1, c+2, c+3: errors 1, 2, 3, MAE 2, one-day changes all 1, so MASE 2.
-    prices = np.arange(1.0, 31.0)
-    dates = pd.date_range("2017-01-01", periods=30, freq="D").strftime("%Y-%m-%d").tolist()
-    records = backtest_series("ramp", prices, ["naive", "drift"], horizon=3, windows=2, dates=dates)
-    assert [(r["model"], r["window"], r["cutoff"]) for r in records] == [
-        ("naive", 1, 24), ("naive", 2, 27), ("drift", 1, 24), ("drift", 2, 27)]
-    naive, drift = records[1], records[3]
-    assert naive["forecast"] == [27.0] * 3 and naive["actual"] == [28.0, 29.0, 30.0]
-    assert naive["abs_errors"] == [1.0, 2.0, 3.0]
-    assert naive["mae"] == 2.0 and naive["mase"] == 2.0 and naive["mase_scale"] == 1.0
-    assert naive["rmse"] == pytest.approx(math.sqrt(14 / 3))
-    assert naive["directional_accuracy"] == 0.0  # naive forecasts no move; the ramp always moves
-    assert drift["mae"] == pytest.approx(0.0, abs=1e-12) and drift["directional_accuracy"] == 1.0
-    assert naive["cutoff_date"] == "2017-01-27"  # the date of the last training price, prices[26]
-    assert all(r["windows_used"] == 2 and r["windows_requested"] == 2 and r["n_points"] == 30 for r in records)
-    json.dumps(records, allow_nan=False)  # strict JSON: an undefined metric is None, never NaN
-
-
-def test_a_short_series_uses_the_windows_that_fit_and_says_so():
-    records = backtest_series("small", np.arange(1.0, 11.0), ["naive"], horizon=3, windows=5)
-    assert [r["cutoff"] for r in records] == [4, 7]
-    assert {(r["windows_used"], r["windows_requested"]) for r in records} == {(2, 5)}
-
-
-def test_a_series_too_short_for_any_window_is_one_failed_record_per_model():
-    records = backtest_series("tiny", [1.0, 2.0, 3.0], ["naive", "drift"], horizon=3, windows=2)
-    assert [(r["model"], r["status"], r["window"], r["error_type"]) for r in records] == [
-        ("naive", "failed", None, "SeriesTooShortError"), ("drift", "failed", None, "SeriesTooShortError")]
-    assert "needs at least 5 points" in records[0]["error"]
-
-
-def test_windows_leave_room_for_the_most_demanding_model():
-    # svr_rbf needs 3 points: the earliest cutoff leaves 3, for every model alike
-    records = backtest_series("c", np.arange(1.0, 10.0), ["naive", "svr_rbf"], horizon=3, windows=5)
-    assert sorted({r["cutoff"] for r in records}) == [3, 6]
-    assert all(r["status"] == "ok" for r in records)
-
-
-def test_a_model_failing_on_one_window_fails_only_that_window(registered_test_models):
-    prices = np.arange(1.0, 31.0)
-    records = backtest_series("ramp", prices, ["fussy", "naive"], horizon=3, windows=3,
-                              params={"fussy": {"fail_above": 23.5}})
-    fussy = [r for r in records if r["model"] == "fussy"]
-    assert [r["status"] for r in fussy] == ["ok", "failed", "failed"]  # last training prices 21, 24, 27
-    assert fussy[1]["error_type"] == "RuntimeError" and "24.0 is above 23.5" in fussy[1]["error"]
-    assert fussy[1]["window"] == 2 and fussy[1]["cutoff"] == 24
-    assert all(r["status"] == "ok" for r in records if r["model"] == "naive")
-
-
-def test_flat_training_prices_leave_mase_undefined_with_a_note():
-    records = backtest_series("stable", [1.0] * 10 + [1.1, 1.2], ["naive"], horizon=2, windows=1)
-    assert records[0]["status"] == "ok" and records[0]["mase"] is None and records[0]["mase_scale"] == 0.0
-    assert "training prices never change" in records[0]["note"]
-    assert records[0]["mae"] == pytest.approx(0.15)
-
-
-def test_bad_prices_or_dates_fail_the_coin_not_the_caller():
-    nan = backtest_series("holes", [1.0, float("nan"), 3.0, 4.0, 5.0], ["naive"], horizon=1, windows=1)
-    assert nan[0]["status"] == "failed" and nan[0]["error_type"] == "DataFormatError"
-    dated = backtest_series("dates", [1.0, 2.0, 3.0, 4.0], ["naive"], horizon=1, windows=1, dates=["2017-01-01"])
-    assert dated[0]["error_type"] == "DataFormatError" and "1 dates were given for 4 prices" in dated[0]["error"]
-
-
-# --- no look-ahead, by construction --------------------------------------------
-
-
-def test_every_fit_sees_exactly_the_prices_before_its_cutoff(registered_test_models, random_walk):
-    records = backtest_series("walk", random_walk, ["spy"], horizon=5, windows=4)
-    cutoffs = [r["cutoff"] for r in records]
-    assert cutoffs == [40, 45, 50, 55]
-    assert len(jobs.SpyModel.fitted) == 4
-    for fitted, cutoff in zip(jobs.SpyModel.fitted, cutoffs, strict=True):
-        np.testing.assert_array_equal(fitted, random_walk[:cutoff])
-        assert not np.isin(random_walk[cutoff:], fitted).any()  # not one later price, anywhere in the input
-
-
-def test_the_task_payload_path_fits_on_the_past_only_too(registered_test_models, random_walk):
-    payload = {"models": ["spy"], "params": {}, "horizon": 5, "windows": 2, "step": 3,
-               "series": [{"coin": "walk", "prices": random_walk.tolist()}]}
-    records = backtest_batch(payload)
-    assert [r["cutoff"] for r in records] == [52, 55]
-    assert [f.size for f in jobs.SpyModel.fitted] == [52, 55]
-    np.testing.assert_array_equal(jobs.SpyModel.fitted[0], random_walk[:52])
-
-
-def test_a_model_that_peeks_past_its_data_cannot_score_perfectly(registered_test_models, random_walk):
-    # The cheat works when it is handed a slice: proof that it would catch a harness that slices.
-    cheat = jobs.PeekingModel().fit(random_walk[:40])
-    np.testing.assert_array_equal(cheat.predict(5), random_walk[40:45])
-    jobs.PeekingModel.peeked.clear()
-
-    records = backtest_series("walk", random_walk, ["peeking"], horizon=5, windows=4)
-    assert jobs.PeekingModel.peeked == []
-    assert all(r["status"] == "ok" and r["mae"] > 0 for r in records)
-    assert all(r["forecast"] == [r["last_value"]] * 5 for r in records)  # all it could do: repeat the last price
-
-
-def test_a_model_that_overwrites_its_input_corrupts_nothing_else(registered_test_models, random_walk):
-    original = random_walk.copy()
-    alone = backtest_series("walk", random_walk, ["naive"], horizon=5, windows=3)
-    mixed = backtest_series("walk", random_walk, ["mutating", "naive"], horizon=5, windows=3)
-    np.testing.assert_array_equal(random_walk, original)
-    assert [r for r in mixed if r["model"] == "naive"] == alone
-    assert [r["actual"] for r in mixed if r["model"] == "mutating"] == [r["actual"] for r in alone]
-
-
-# --- requests ------------------------------------------------------------------
-
-
-def test_validate_request_adds_the_benchmark_and_checks_every_name():
-    models, horizon, windows, step, params = validate_request("drift, linear", 7, 3, None, {"linear": {"window": 30}})
-    assert models == ["naive", "drift", "linear"] and (horizon, windows, step) == (7, 3, 7)
-    assert params == {"linear": {"window": 30}}
-    assert validate_request(["linear", "naive"], 1, 1)[0] == ["linear", "naive"]  # asked for: kept where asked
-    with pytest.raises(UnknownModelError, match="'prophet'"):
-        validate_request(["drift", "prophet"], 10, 5)
-    with pytest.raises(InvalidParameterError, match="windows must be an integer >= 1, got 0"):
-        validate_request(["drift"], 10, 0)
-    with pytest.raises(InvalidParameterError, match="'svr_rbf', which is not among the models"):
-        validate_request(["drift"], 10, 2, None, {"svr_rbf": {"C": 1}})
-    with pytest.raises(InvalidParameterError, match="does not accept bogus"):
-        validate_request(["linear"], 10, 2, None, {"linear": {"bogus": 1}})
-
-
-def test_heavy_models_anywhere_in_a_backtest_route_it_to_the_heavy_queue(monkeypatch):
-    from crypto_ml.celery_engine import queue_for_payload
-    from crypto_ml.models import registry
-
-    monkeypatch.setattr(registry, "HEAVY_MODELS", frozenset({"deepnet"}))
-    assert queue_for_payload({"models": ["naive", "drift"]}) == "crypto_ml.light"
-    assert queue_for_payload({"models": ["naive", "deepnet"]}) == "crypto_ml.heavy"
-    assert queue_for_payload({"model": "deepnet"}) == "crypto_ml.heavy"
-
-
-def test_the_backtest_task_is_registered_under_the_name_the_celery_engine_sends():
-    from crypto_ml.celery_app import app
-
-    app.loader.import_default_modules()
-    assert f"crypto_ml.{backtest_batch.__name__}" in app.tasks
 
 
 # --- through the manager and the local engine ------------------------------------
@@ -293,6 +71,19 @@ def test_manager_backtest_matches_backtesting_each_coin_directly(synth_run, synt
         assert [r for r in synth_run.records if r["coin"] == coin] == expected
 
 
+def test_run_interval_tables(synth_run):
+    intervals = synth_run.interval_summary()
+    assert len(intervals) == 3 * 2 and intervals["windows"].eq(36).all()
+    naive = intervals[intervals["model"] == "naive"]
+    assert naive["winkler_vs_naive"].eq(1.0).all() and naive["coverage"].between(0, 1).all()
+    tests = synth_run.significance()
+    assert set(tests["loss"]) == {"mase", "winkler_80", "winkler_95", "crps"} and tests["origins"].eq(3).all()
+    assert set(synth_run.verdicts()["model"]) == {"naive", "drift", "linear"}
+    calibration = synth_run.calibration()
+    assert set(calibration["level"]) == {10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 98}
+    assert synth_run.by_regime()["windows"].groupby(synth_run.by_regime()["model"]).sum().eq(36 * 2).all()
+
+
 def test_run_tables(synth_run):
     summary = synth_run.summary()
     assert list(summary["model"]) == ["naive", "drift", "linear"]
@@ -306,45 +97,6 @@ def test_run_tables(synth_run):
     assert naive == pytest.approx(summary.loc[0, "mean_mase"])
     per_coin = synth_run.per_coin()
     assert len(per_coin) == 12 * 3 and per_coin["windows"].eq(3).all()
-
-
-def _record(coin, model, window, value, status="ok"):
-    if status != "ok":
-        return {"coin": coin, "model": model, "window": window, "status": "failed",
-                "error_type": "RuntimeError", "error": "boom"}
-    # horizon 2, MASE scale 1: both steps' errors equal the MASE
-    return {"coin": coin, "model": model, "window": window, "status": "ok", "mae": value, "rmse": value,
-            "smape": 10 * value, "mase": value, "mase_scale": 1.0, "directional_accuracy": 0.5,
-            "abs_errors": [value, value], "forecast": [0.0, 0.0], "actual": [value, value]}
-
-
-def test_summary_math_on_a_constructed_run():
-    records = [
-        # a: naive mean 2.0, m mean 1.5 -> m beats naive
-        _record("a", "naive", 1, 1.0), _record("a", "naive", 2, 3.0),
-        _record("a", "m", 1, 1.0), _record("a", "m", 2, 2.0),
-        # b: naive 1.0, m 2.0 -> no
-        _record("b", "naive", 1, 1.0), _record("b", "naive", 2, 1.0),
-        _record("b", "m", 1, 2.0), _record("b", "m", 2, 2.0),
-        # c: m failed window 2, so only window 1 is compared: m 1.0 vs naive 0.5 -> no
-        # (against naive's mean over both windows, 2.25, it would wrongly count as a win)
-        _record("c", "naive", 1, 0.5), _record("c", "naive", 2, 4.0), _record("c", "m", 1, 1.0),
-        _record("c", "m", 2, None, status="failed"),
-    ]
-    run = BacktestRun(records=records, models=["naive", "m"], horizon=2, windows=2, step=2, engine="local",
-                      engine_reason="test", data_path="-")
-    summary = run.summary().set_index("model")
-    assert summary.loc["m", "beats_naive_coins"] == 1 and summary.loc["m", "compared_coins"] == 3
-    assert summary.loc["m", "beats_naive_share"] == pytest.approx(1 / 3)
-    assert summary.loc["m", "windows"] == 5 and summary.loc["m", "failed"] == 1 and summary.loc["m", "coins"] == 3
-    assert summary.loc["m", "median_mase"] == 2.0 and summary.loc["m", "mean_mase"] == pytest.approx(8 / 5)
-    assert summary.loc["naive", "median_mase"] == 1.0 and summary.loc["naive", "mean_mase"] == pytest.approx(10.5 / 6)
-    assert summary.loc["m", "mean_smape"] == pytest.approx(16.0)
-    per_coin = run.per_coin().set_index(["coin", "model"])
-    assert per_coin.loc[("c", "m"), "windows"] == 1 and per_coin.loc[("a", "naive"), "mean_mase"] == 2.0
-    by_step = run.by_horizon().set_index(["model", "step"])
-    assert by_step.loc[("m", 1), "mean_abs_error"] == pytest.approx(8 / 5)
-    assert by_step.loc[("naive", 2), "median_scaled_error"] == 1.0
 
 
 def test_a_short_coin_and_an_unknown_coin_fail_alone(folder_with_short_coin):
@@ -392,8 +144,9 @@ def test_write_records_and_manifest(synth_run, tmp_path, suffix):
         assert len(json.loads(frame.loc[0, "forecast"])) == 5
     manifest = json.loads(out.with_name(out.name + ".manifest.json").read_text())
     assert manifest["kind"] == "backtest" and manifest["data_sha256"] == synth_run.data_hash
-    assert manifest["params"]["linear"] == {"window": None} and manifest["versions"]["numpy"] == np.__version__
+    assert manifest["params"]["linear"]["window"] is None and manifest["versions"]["numpy"] == np.__version__
     assert (manifest["horizon"], manifest["windows"], manifest["step"]) == (5, 3, 5)
+    assert manifest["levels"] == [80, 95] and manifest["quick"] is False
 
 
 def test_write_rejects_an_unknown_extension(synth_run, tmp_path):
@@ -419,6 +172,18 @@ def test_cli_backtest_of_the_bundled_sample(tmp_path):
     assert (tmp_path / "report" / "report.md").is_file() and (tmp_path / "report" / "forecasts.png").is_file()
 
 
+def test_cli_backtest_prints_every_table_without_out(tmp_path):
+    done = crypto_ml("backtest", "--engine", "local", "--models", "drift", "--horizon", "3", "--quick",
+                     "--levels", "50,90", "--coins", "the_quill,halcyon_pay,kelvin_token")
+    assert done.returncode == 0, done.stderr
+    assert "quick mode: 5 windows, indicative only" in done.stdout
+    assert "up to 5 windows per coin" in done.stdout
+    for text in ("beats naive", "Winkler vs naive", "CRPS vs naive", "90%", "50%", "DM-HLN", "winkler_90",
+                 "sign p (optimistic)", "naive: benchmark", "drift: intervals"):
+        assert text in done.stdout, text
+    assert "results in" not in done.stderr
+
+
 def test_cli_backtest_exits_1_and_names_each_failure(folder_with_short_coin, tmp_path):
     out = tmp_path / "b.json"
     done = crypto_ml("backtest", "--engine", "local", "--data", str(folder_with_short_coin), "--models", "drift",
@@ -439,6 +204,8 @@ def test_cli_backtest_exits_1_and_names_each_failure(folder_with_short_coin, tmp
         (["--windows", "0"], "error: windows must be an integer >= 1, got 0"),
         (["--out", "b.xlsx"], "error: cannot write results to 'b.xlsx'"),
         (["--param", "C=10"], "use MODEL.KEY=VALUE"),
+        (["--levels", "80,100"], "error: interval level '100' is outside (0, 100)"),
+        (["--quick", "--windows", "7"], "--quick runs 5 windows"),
     ],
 )
 def test_cli_backtest_bad_requests_exit_2(args, message, tmp_path):

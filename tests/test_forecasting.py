@@ -8,16 +8,50 @@ import numpy as np
 import pytest
 
 from crypto_ml.forecasting import forecast_batch, forecast_series
+from crypto_ml.models import MODEL_REGISTRY, get_model
 from crypto_ml.records import failure_record, forecast_dates
 
 
 def test_forecast_series_ok_record_is_json_safe_and_dated():
-    record = forecast_series("line", [1.0, 2.0, 3.0, 4.0], "linear", 3, last_date="2017-12-30")
+    y = [1.0, 2.0, 3.0, 4.0]
+    record = forecast_series("line", y, "linear", 3, last_date="2017-12-30")
     assert record["status"] == "ok"
-    np.testing.assert_allclose(record["forecast"], [5.0, 6.0, 7.0])
+    expected = get_model("linear").fit(y).predict_interval(3)
+    np.testing.assert_allclose(record["forecast"], expected.point)
     assert record["dates"] == ["2017-12-31", "2018-01-01", "2018-01-02"]
     assert record["last_price"] == 4.0 and record["n_obs"] == 4
     assert json.loads(json.dumps(record)) == record
+
+
+def test_records_carry_the_default_80_and_95_intervals_around_the_point():
+    y = np.exp(np.cumsum(np.random.default_rng(3).normal(0, 0.05, 120)))
+    record = forecast_series("c", y, "drift", 5)
+    assert record["levels"] == [80, 95]
+    expected = get_model("drift").fit(y).predict_interval(5, (80, 95)).to_record()
+    for key in ("forecast", "lo_80", "hi_80", "lo_95", "hi_95"):
+        np.testing.assert_allclose(record[key], expected[key])
+    lo95, lo80, point, hi80, hi95 = (np.array(record[k]) for k in ("lo_95", "lo_80", "forecast", "hi_80", "hi_95"))
+    assert np.all(0 < lo95) and np.all(lo95 <= lo80) and np.all(lo80 <= point)
+    assert np.all(point <= hi80) and np.all(hi80 <= hi95) and np.all(hi80 > lo80)
+
+
+def test_levels_choose_the_interval_columns():
+    y = np.linspace(10.0, 20.0, 60)
+    record = forecast_series("c", y, "naive", 2, levels="95,50,80")
+    assert record["levels"] == [50, 80, 95]
+    assert {"lo_50", "hi_50", "lo_80", "hi_80", "lo_95", "hi_95"} <= set(record)
+    batch = forecast_batch({"model": "naive", "horizon": 2, "levels": [97.5],
+                            "series": [{"coin": "c", "prices": y}]})[0]
+    assert batch["levels"] == [97.5] and "lo_97.5" in batch and "lo_80" not in batch
+    bad = forecast_series("c", y, "naive", 2, levels=[0, 80])
+    assert bad["error_type"] == "InvalidParameterError" and "outside (0, 100)" in bad["error"]
+
+
+def test_a_model_whose_extra_is_missing_fails_each_coin_naming_the_extra(monkeypatch):
+    monkeypatch.setitem(MODEL_REGISTRY, "phantom", "jobs:PhantomModel")
+    record = forecast_series("c", [1.0, 2.0, 3.0], "phantom", 2)
+    assert record["status"] == "failed" and record["error_type"] == "MissingDependencyError"
+    assert "install the 'phantom' extra: pip install 'crypto-ml[phantom]'" in record["error"]
 
 
 def test_too_short_series_is_a_failure_record_not_an_exception():
@@ -55,8 +89,9 @@ def test_batch_keeps_order_and_isolates_failures():
     records = forecast_batch(payload)
     assert [r["coin"] for r in records] == ["a", "short", "b"]
     assert [r["status"] for r in records] == ["ok", "failed", "ok"]
-    np.testing.assert_allclose(records[0]["forecast"], [4.0, 5.0])
-    np.testing.assert_allclose(records[2]["forecast"], [6.0, 4.0])
+    # drift on log prices: the mean daily log return carried forward
+    np.testing.assert_allclose(records[0]["forecast"], [3.0 * 3.0 ** 0.5, 9.0])
+    np.testing.assert_allclose(records[2]["forecast"], [6.4, 5.12])
     assert records[2]["dates"] is None
 
 

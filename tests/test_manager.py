@@ -10,9 +10,9 @@ import pytest
 
 from crypto_ml.config import get_settings
 from crypto_ml.data_loader import CryptoLoader
-from crypto_ml.exceptions import InvalidParameterError, UnknownModelError
+from crypto_ml.exceptions import InvalidParameterError, MissingDependencyError, UnknownModelError
 from crypto_ml.manager import CryptoManager
-from crypto_ml.models import get_model
+from crypto_ml.models import MODEL_REGISTRY, get_model
 
 SEED_LINE = re.compile(r"^[\w.-]+ \[\[[-+0-9.e ]+\]\]$")
 
@@ -108,8 +108,45 @@ def test_unknown_model_and_bad_params_are_refused(manager):
 
 def test_default_manager_forecasts_the_bundled_sample(capsys):
     run = CryptoManager(engine="local").send_tasks()
+    assert run.model == "ewma" and run.levels == [80, 95]
     assert len(run) == 8 and not run.failed
+    assert all(min(r.intervals["lo_95"]) > 0 for r in run)
     assert len(capsys.readouterr().out.strip().splitlines()) == 8
+
+
+def test_the_default_model_comes_from_the_settings(monkeypatch, manager):
+    monkeypatch.setenv("CRYPTO_ML_MODEL", "drift")
+    get_settings.cache_clear()
+    run = manager.send_tasks(coins=manager.loader.get_crypto_names()[:2], horizon=2, verbose=False)
+    assert run.model == "drift" and [r.model for r in run] == ["drift", "drift"]
+
+
+def test_every_result_carries_intervals_at_the_requested_levels(manager):
+    coin = manager.loader.get_crypto_names()[0]
+    run = manager.send_tasks("drift", coins=[coin], horizon=4, levels="50,95", verbose=False)
+    assert run.levels == [50, 95] and run[coin].levels == [50, 95]
+    y = manager.loader.get_prices(coin)
+    expected = get_model("drift").fit(y).predict_interval(4, (50, 95))
+    lower, upper = run[coin].interval(95)
+    np.testing.assert_allclose(lower, expected.lower[95])
+    np.testing.assert_allclose(upper, expected.upper[95])
+    assert sorted(run[coin].intervals) == ["hi_50", "hi_95", "lo_50", "lo_95"]
+    with pytest.raises(InvalidParameterError, match="outside"):
+        manager.send_tasks("drift", levels=[100])
+
+
+def test_a_missing_extra_is_refused_before_dispatch_on_the_local_engine(monkeypatch, manager):
+    monkeypatch.setitem(MODEL_REGISTRY, "phantom", "jobs:PhantomModel")
+    with pytest.raises(MissingDependencyError, match=r"install the 'phantom' extra: pip install 'crypto-ml\[phantom\]'"):
+        manager.send_tasks("phantom")
+    with pytest.raises(MissingDependencyError, match="phantom"):
+        manager.train("phantom")
+
+
+def test_calibrated_deep_models_are_sent_one_coin_per_task(manager):
+    series = [{"coin": str(i)} for i in range(40)]
+    assert {len(b["series"]) for b in manager._batches(series, 2, {"model": "lstm+conformal"})} == {1}
+    assert len(manager._batches(series, 2, {"model": "linear"})) == 8  # light: about four per slot
 
 
 @pytest.mark.realdata

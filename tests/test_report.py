@@ -12,7 +12,7 @@ from crypto_ml.data_loader import CryptoLoader
 from crypto_ml.evaluation import BacktestRun
 from crypto_ml.exceptions import InvalidParameterError
 from crypto_ml.manager import CryptoManager
-from crypto_ml.report import summary_rows, write_report
+from crypto_ml.report import interval_rows, run_title, significance_rows, summary_rows, verdict_lines, write_report
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +54,30 @@ def test_report_writes_plots_and_a_page_with_tables_and_manifest(run, tmp_path):
     assert "](forecasts.png)" in text and "](mase_by_model.png)" in text
     assert run.data_hash in text and '"kind": "backtest"' in text and "numpy" in text
     assert "shortcoin" in text and "SeriesTooShortError" in text  # the failures section
+    for name in ("fan_charts.png", "calibration.png", "pit_histograms.png"):
+        assert_real_png(tmp_path / "report" / name)
+        assert f"]({name})" in text
+    for section in ("## Prediction intervals", "## Coverage by volatility regime", "## Skill or luck", "## Verdicts"):
+        assert section in text
+    assert "Winkler vs naive" in text and "sign p (optimistic)" in text and "- naive: benchmark (80% covers" in text
+    for line in verdict_lines(run):
+        assert f"- {line}" in text
+    assert "Quick mode" not in text
+
+
+def test_a_quick_run_says_so(run, tmp_path):
+    quick = BacktestRun(**{**run.__dict__, "quick": True})
+    assert "quick mode: 5 windows, indicative only" in run_title(quick)
+    assert "**Quick mode: 5 windows, indicative only.**" in write_report(quick, tmp_path).read_text()
+
+
+def test_display_rows_format_the_tables(run):
+    intervals = interval_rows(run)
+    assert [(r["model"], r["level"]) for r in intervals][:2] == [("naive", "80%"), ("naive", "95%")]
+    assert intervals[0]["Winkler vs naive"] == "1.00"
+    tests = significance_rows(run)
+    assert {r["loss"] for r in tests} == {"mase", "winkler_80", "winkler_95", "crps"}
+    assert all(r["origins"] == "3" for r in tests)
 
 
 def test_default_plots_are_the_three_longest_coins(run, tmp_path):

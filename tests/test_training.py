@@ -43,6 +43,26 @@ def test_from_store_forecast_equals_the_fitted_model(tmp_path):
 
     np.testing.assert_array_equal(result["forecast"], get_model("svr_rbf").fit(y).predict(5))
     assert result["model_id"] == record["model_id"] and result["dates"][0] == "2017-09-23"
+    # The stored model's own intervals, as fitting it now would give them.
+    expected = get_model("svr_rbf").fit(y).predict_interval(5, (50, 80)).to_record()
+    (wide,) = forecast_from_store({"model": "svr_rbf", "horizon": 5, "store": str(tmp_path), "levels": [50, 80],
+                                   "series": [{"coin": "a", "prices": y}]})
+    assert wide["levels"] == [50, 80] and "lo_95" not in wide
+    for key in ("lo_50", "hi_50", "lo_80", "hi_80"):
+        np.testing.assert_allclose(wide[key], expected[key])
+    assert {"lo_80", "hi_80", "lo_95", "hi_95"} <= set(result)
+
+
+def test_a_missing_extra_fails_each_coin_naming_the_extra(tmp_path, monkeypatch):
+    from crypto_ml.models import MODEL_REGISTRY
+
+    monkeypatch.setitem(MODEL_REGISTRY, "phantom", "jobs:PhantomModel")
+    (record,) = train_batch({"model": "phantom", "store": str(tmp_path), "series": [{"coin": "a", "prices": prices()}]})
+    assert record["error_type"] == "MissingDependencyError"
+    assert "install the 'phantom' extra: pip install 'crypto-ml[phantom]'" in record["error"]
+    (served,) = forecast_from_store({"model": "phantom", "horizon": 2, "store": str(tmp_path),
+                                     "series": [{"coin": "a", "prices": prices()}]})
+    assert served["error_type"] == "MissingDependencyError"
 
 
 def test_time_index_models_refuse_data_they_were_not_trained_on(tmp_path):
@@ -68,7 +88,15 @@ def test_lstm_from_store_serves_newer_data_and_checks_params(tmp_path):
     newer = prices(130, seed=5)
     (result,) = forecast_from_store({"model": "lstm", "horizon": 4, "store": str(tmp_path),
                                      "series": [{"coin": "a", "prices": newer}]})
-    np.testing.assert_allclose(result["forecast"], model.forecast_from(np.asarray(newer), 4))
+    point = model.forecast_from(np.asarray(newer), 4)
+    np.testing.assert_allclose(result["forecast"], point)
+    # Intervals spread from the current series' own returns, around the forecast from it.
+    from crypto_ml.models.intervals import empirical_intervals
+
+    bounds = empirical_intervals(np.log(newer), point, (80, 95))
+    np.testing.assert_allclose(result["lo_95"], bounds[95][0], rtol=1e-6)
+    np.testing.assert_allclose(result["hi_80"], bounds[80][1], rtol=1e-6)
+    assert np.all(np.array(result["lo_95"]) > 0)
     (wrong,) = forecast_from_store({"model": "lstm", "horizon": 4, "store": str(tmp_path), "params": {"window": 30},
                                     "series": [{"coin": "a", "prices": newer}]})
     assert wrong["error_type"] == "IncompatibleModelError" and "trained with window=8" in wrong["error"]

@@ -230,9 +230,11 @@ class Forecaster:
             bad = int(np.count_nonzero(arr <= 0))
             raise DataFormatError(f"{self.name}: the series holds {bad} price(s) at or below zero; prices must be "
                                   "positive (intervals are computed on log prices), so drop or fix those rows")
-        self._fit(arr)
         # Kept for the intervals: the spread of past k-day log returns (see intervals.empirical_intervals).
-        self.log_prices_ = np.log(arr)
+        # Taken before _fit, so a model that changes its own copy of y cannot change its intervals.
+        log_prices = np.log(arr)
+        self._fit(arr)
+        self.log_prices_ = log_prices
         self.n_obs_ = int(arr.size)
         return self
 
