@@ -13,20 +13,30 @@ from crypto_ml.exceptions import (
     SeriesTooShortError,
     UnknownModelError,
 )
+from crypto_ml.exceptions import NonPositiveForecastError
 from crypto_ml.models import MODEL_REGISTRY, available_models, get_model, resolve_name
-from crypto_ml.models.registry import HEAVY_MODELS
+from crypto_ml.models.base import validate_levels
+from crypto_ml.models.registry import HEAVY_MODELS, base_name, check_installed, missing_extra
 
+from conftest import skip_or_fail
+
+# Every registered model, plus the calibration layer around a cheap and a seed model.
+CALIBRATED = ["naive+conformal", "linear+conformal"]
 ALL_MODELS = [pytest.param(name, marks=pytest.mark.deep) if name in HEAVY_MODELS else name
-              for name in available_models()]
+              for name in [*available_models(), *CALIBRATED]]
 HORIZON = 10
 
 # Deep models fit with small settings in the contract tests; their real
 # behaviour is checked on known series below.
-FAST = {"lstm": {"epochs": 2, "window": 8, "units": [4, 4], "min_windows": 3}}
+FAST = {"lstm": {"epochs": 2, "window": 8, "units": [4, 4], "min_windows": 3},
+        "garch": {"simulations": 500}}
 
 
 def build(name: str, **params):
-    return get_model(name, **{**FAST.get(name, {}), **params})
+    extra = missing_extra(name)
+    if extra is not None:
+        skip_or_fail(f"{name} needs the '{extra}' extra: pip install -e '.[{extra}]'")
+    return get_model(name, **{**FAST.get(base_name(name), {}), **params})
 
 
 def random_walk(n: int = 400, seed: int = 0) -> np.ndarray:
@@ -41,6 +51,7 @@ def random_walk(n: int = 400, seed: int = 0) -> np.ndarray:
 def test_builds_with_defaults_and_reports_its_name(name):
     model = get_model(name)
     assert model.name == name
+    assert model.description and model.interval_method
     assert set(model.get_params()) == set(type(model).param_names())
 
 
@@ -64,6 +75,45 @@ def test_predict_has_shape_h_and_is_finite(name):
 def test_predict_before_fit_raises_not_fitted(name):
     with pytest.raises(NotFittedError, match="call fit"):
         build(name).predict(HORIZON)
+    with pytest.raises(NotFittedError, match="call fit"):
+        build(name).predict_interval(HORIZON)
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_intervals_are_positive_and_nest_around_the_point(name):
+    model = build(name).fit(random_walk())
+    forecast = model.predict_interval(HORIZON, levels=(50, 80, 95))
+    np.testing.assert_array_equal(forecast.point, model.predict(HORIZON))
+    assert forecast.levels == (50, 80, 95)
+    inner_lo = inner_hi = forecast.point
+    for level in (50, 80, 95):
+        lo, hi = forecast.interval(level)
+        assert lo.shape == hi.shape == (HORIZON,)
+        assert np.all(lo > 0) and np.all(np.isfinite(hi))
+        assert np.all(lo <= inner_lo) and np.all(hi >= inner_hi), level
+        inner_lo, inner_hi = lo, hi
+    # Some uncertainty is priced: the 95 % interval of a noisy series has width at every step.
+    assert np.all(forecast.upper[95] > forecast.lower[95])
+    record = forecast.to_record()
+    assert set(record) == {"forecast", "lo_50", "hi_50", "lo_80", "hi_80", "lo_95", "hi_95"}
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_default_levels_are_80_and_95(name):
+    forecast = build(name).fit(random_walk()).predict_interval(3)
+    assert forecast.levels == (80, 95)
+
+
+@pytest.mark.parametrize("bad", [0, 100, -5, "abc", [], "80,,x"])
+def test_bad_levels_are_named(bad):
+    model = get_model("naive").fit(random_walk())
+    with pytest.raises(InvalidParameterError, match="level"):
+        model.predict_interval(HORIZON, levels=bad)
+
+
+def test_levels_parse_sort_and_dedupe():
+    assert validate_levels("95, 80,80") == (80, 95)
+    assert validate_levels([97.5, 50]) == (50, 97.5)
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)
@@ -108,17 +158,31 @@ def test_deterministic(name):
 
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_constant_series_forecasts_the_constant(name):
-    forecast = build(name).fit(np.full(200, 7.25)).predict(HORIZON)
-    np.testing.assert_allclose(forecast, 7.25, rtol=1e-6)
+    model = build(name).fit(np.full(200, 7.25))
+    np.testing.assert_allclose(model.predict(HORIZON), 7.25, rtol=1e-6)
+    forecast = model.predict_interval(HORIZON)
+    np.testing.assert_allclose(forecast.lower[95], 7.25, rtol=1e-6)  # nothing ever moved: no spread to price
+    np.testing.assert_allclose(forecast.upper[95], 7.25, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_non_positive_prices_are_refused(name):
+    y = random_walk()
+    y[50] = 0.0
+    with pytest.raises(DataFormatError, match="at or below zero"):
+        build(name).fit(y)
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_tiny_prices_keep_their_scale(name):
     # Real coins trade at 3e-8; a model must not flatten them to 0 or blow them up.
     y = random_walk() * 3e-10
-    forecast = build(name).fit(y).predict(HORIZON)
+    model = build(name).fit(y)
+    forecast = model.predict(HORIZON)
     assert np.all(np.abs(forecast) < 100 * y.max())
     assert np.all(np.abs(forecast - y[-1]) < 10 * (y.max() - y.min()))
+    intervals = model.predict_interval(HORIZON)
+    assert np.all(intervals.lower[95] > 0) and np.all(intervals.upper[95] < 100 * y.max())
 
 
 # --- known answers ------------------------------------------------------------
@@ -131,33 +195,69 @@ def test_naive_repeats_the_last_value():
     np.testing.assert_array_equal(get_model("naive").fit([5.0, 3.0, 4.5]).predict(4), [4.5, 4.5, 4.5, 4.5])
 
 
-def test_drift_extends_the_line_through_first_and_last():
-    y = np.array([10.0, 30.0, 11.0, 16.0])  # slope (16 - 10) / 3 = 2
-    np.testing.assert_allclose(get_model("drift").fit(y).predict(3), [18.0, 20.0, 22.0])
+def test_naive_interval_is_the_empirical_quantiles_of_past_k_day_returns():
+    # Log prices 0, 0.1, 0.3, 0.2, 0.4: one-day returns 0.1, 0.2, -0.1, 0.2; two-day returns 0.3, 0.1, 0.1.
+    y = np.exp([0.0, 0.1, 0.3, 0.2, 0.4])
+    forecast = get_model("naive").fit(y).predict_interval(2, levels=(50,))
+    one_day = np.quantile([0.1, 0.2, -0.1, 0.2], [0.25, 0.75])  # linear interpolation: 0.05, 0.2
+    two_day = np.quantile([0.3, 0.1, 0.1], [0.25, 0.75])        # 0.1, 0.2: both above 0, so lo stays at the point
+    np.testing.assert_allclose(forecast.lower[50], y[-1] * np.exp([min(one_day[0], 0), min(two_day[0], 0)]))
+    np.testing.assert_allclose(forecast.upper[50], y[-1] * np.exp([one_day[1], two_day[1]]))
 
 
-def test_linear_recovers_an_exact_trend():
-    np.testing.assert_allclose(get_model("linear").fit(3 + 2 * T).predict(HORIZON), 3 + 2 * T_FUTURE, rtol=1e-12)
+def test_drift_carries_the_mean_daily_log_return_forward():
+    y = np.array([10.0, 30.0, 11.0, 16.0])  # log slope: log(16 / 10) / 3 a day
+    slope = np.log(1.6) / 3
+    np.testing.assert_allclose(get_model("drift").fit(y).predict(3), 16.0 * np.exp(slope * np.arange(1, 4)))
+
+
+def test_drift_never_forecasts_below_zero_for_a_collapsing_coin():
+    y = np.array([100.0, 50.0, 10.0, 1.0])  # the additive line through first and last reaches -32 in one day
+    assert np.all(get_model("drift").fit(y).predict(10) > 0)
+
+
+def test_linear_recovers_an_exact_exponential_trend():
+    y = 3.0 * np.exp(0.01 * T)
+    np.testing.assert_allclose(get_model("linear").fit(y).predict(HORIZON), 3.0 * np.exp(0.01 * T_FUTURE), rtol=1e-10)
+
+
+def test_linear_on_raw_prices_is_the_seeds_line():
+    np.testing.assert_allclose(get_model("linear", log_prices=False).fit(3 + 2 * T).predict(HORIZON),
+                               3 + 2 * T_FUTURE, rtol=1e-12)
+
+
+def test_linear_on_raw_prices_refuses_a_line_through_zero():
+    falling = 1000.0 - 2.5 * T  # reaches 0 at t = 400 and stays positive in the data until then
+    with pytest.raises(NonPositiveForecastError, match="linear forecasts -1.5 at step 2"):
+        get_model("linear", log_prices=False).fit(falling[:400] + 1.0).predict(HORIZON)
+    assert np.all(get_model("linear").fit(falling[:400] + 1.0).predict(HORIZON) > 0)  # the log fit never does
 
 
 def test_linear_window_fits_only_the_recent_trend():
-    y = np.concatenate([np.full(100, 50.0), 50.0 + 3 * np.arange(1, 51)])  # flat, then +3 a day
+    y = np.concatenate([np.full(100, 50.0), 50.0 * np.exp(0.03 * np.arange(1, 51))])  # flat, then +3 % a day
     forecast = get_model("linear", window=50).fit(y).predict(2)
-    np.testing.assert_allclose(forecast, [50.0 + 3 * 51, 50.0 + 3 * 52], rtol=1e-10)
+    np.testing.assert_allclose(forecast, 50.0 * np.exp(0.03 * np.array([51, 52])), rtol=1e-10)
 
 
 @pytest.mark.parametrize("name", ["svr_linear", "svr_rbf", "svr_poly"])
 def test_svr_follows_a_linear_trend(name):
     # A tight tube: the default epsilon (0.05 std) tolerates that much misfit on purpose.
-    forecast = get_model(name, epsilon=0.001).fit(3 + 2 * T).predict(HORIZON)
+    forecast = get_model(name, epsilon=0.001, log_prices=False).fit(3 + 2 * T).predict(HORIZON)
     np.testing.assert_allclose(forecast, 3 + 2 * T_FUTURE, rtol=0.02)
+
+
+@pytest.mark.parametrize("name", ["svr_linear", "svr_rbf", "svr_poly"])
+def test_svr_follows_an_exponential_trend_on_log_prices(name):
+    forecast = get_model(name, epsilon=0.001).fit(3.0 * np.exp(0.004 * T)).predict(HORIZON)
+    np.testing.assert_allclose(forecast, 3.0 * np.exp(0.004 * T_FUTURE), rtol=0.02)
 
 
 def test_svr_poly_recovers_a_quadratic_trend():
     def curve(t):
         return 5 + 0.1 * t + 0.01 * t**2
 
-    np.testing.assert_allclose(get_model("svr_poly", epsilon=0.001).fit(curve(T)).predict(HORIZON), curve(T_FUTURE), rtol=0.01)
+    forecast = get_model("svr_poly", epsilon=0.001, log_prices=False).fit(curve(T)).predict(HORIZON)
+    np.testing.assert_allclose(forecast, curve(T_FUTURE), rtol=0.01)
 
 
 def test_svr_reports_convergence():
@@ -170,6 +270,31 @@ def test_svr_reports_convergence():
 
 def test_registry_has_the_seed_models():
     assert {"naive", "drift", "linear", "svr_linear", "svr_rbf", "svr_poly"} <= set(MODEL_REGISTRY)
+
+
+def test_registry_has_the_interval_models_and_the_calibration_layer():
+    assert {"ewma", "garch", "ets", "theta", "arima"} <= set(MODEL_REGISTRY)
+    assert resolve_name("Linear+Conformal") == "linear+conformal"
+    assert resolve_name("deep_predict+conformal") == "lstm+conformal"
+    assert base_name("svr_rbf+conformal") == "svr_rbf"
+
+
+def test_calibration_parameters_and_base_parameters_are_routed():
+    model = get_model("linear+conformal", window=30, origins=12)
+    assert model.origins == 12 and model.base_params == {"window": 30}
+    with pytest.raises(InvalidParameterError, match="'linear' does not accept C"):
+        get_model("linear+conformal", C=1.0)
+    with pytest.raises(UnknownModelError, match="unknown model 'nope'"):
+        get_model("nope+conformal")
+
+
+def test_every_model_says_which_extra_it_needs():
+    for name in available_models():
+        model_class = type(get_model(name))
+        if model_class.requires:
+            assert model_class.extra in {"deep", "stats"}, name
+    assert get_model("naive").requires == () and missing_extra("naive") is None
+    check_installed("ewma")  # numpy only: always runs
 
 
 def test_unknown_model_lists_valid_names_and_suggests():
@@ -187,7 +312,7 @@ def test_names_are_case_insensitive():
 
 
 def test_unknown_parameter_names_what_is_accepted():
-    with pytest.raises(InvalidParameterError, match=r"'linear' does not accept C; it accepts: window"):
+    with pytest.raises(InvalidParameterError, match=r"'linear' does not accept C; it accepts: window, log_prices"):
         get_model("linear", C=10)
     with pytest.raises(InvalidParameterError, match="accepts: no parameters"):
         get_model("naive", window=3)
