@@ -49,10 +49,10 @@ def queue_for_payload(payload: dict[str, Any]) -> str:
     a light worker may not have the deep-learning libraries at all.
     """
     from .celery_app import HEAVY_QUEUE, LIGHT_QUEUE
-    from .models.registry import HEAVY_MODELS
+    from .models.registry import is_heavy
 
-    names = [*(payload.get("models") or []), payload.get("model")]
-    return HEAVY_QUEUE if any(name in HEAVY_MODELS for name in names) else LIGHT_QUEUE
+    names = [name for name in (*(payload.get("models") or []), payload.get("model")) if name]
+    return HEAVY_QUEUE if any(is_heavy(name) for name in names) else LIGHT_QUEUE
 
 
 def to_json_safe(value: Any) -> Any:

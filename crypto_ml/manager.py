@@ -234,6 +234,8 @@ class CryptoManager:
         """
         names, horizon, windows, step, params = validate_request(models, horizon, windows, step, params)
         levels = validate_levels(levels)
+        for name in names:
+            self._check_installed(name)
         started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         clock = time.perf_counter()
         task = {"models": names, "horizon": horizon, "windows": windows, "step": step, "params": params,
