@@ -18,7 +18,7 @@ from .config import get_settings
 from .data_loader import CryptoLoader, normalize_name
 from .engines import Engine, resolve_engine
 from .evaluation import BacktestRun, backtest_batch, coin_failures, date_windows, validate_request
-from .exceptions import CryptoMLError, InvalidParameterError
+from .exceptions import CryptoMLError, InvalidParameterError, ModelStoreError
 from .forecasting import forecast_batch
 from .records import failure_record
 from .references import dataset_reference
@@ -179,7 +179,9 @@ class CryptoManager:
         """
         model = resolve_name(model)
         params = dict(params or {})
-        get_model(model, **params)
+        if not get_model(model, **params).storable:
+            raise ModelStoreError(f"{model} cannot be trained into the model store: its fitted state is not plain "
+                                  "data and the store never pickles; forecast it without --from-store")
         self._check_installed(model)
         clock = time.perf_counter()
         store_root = ModelStore(store).root.resolve()

@@ -93,6 +93,10 @@ class ModelStore:
         """
         if not hasattr(model, "n_obs_"):
             raise ModelStoreError(f"cannot store an unfitted {model.name} model; call fit(y) first")
+        if not model.storable:
+            raise ModelStoreError(
+                f"{model.name} cannot be stored: its fitted state is not plain data and the store never pickles; "
+                "forecast it without --from-store (it refits in milliseconds to seconds)")
         params = model.get_params()
         identity = json.dumps({"model": model.name, "params": params, "data": data.get("series_sha256")},
                               sort_keys=True, default=str)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import pickle
 
@@ -15,7 +16,8 @@ from crypto_ml.models import available_models, get_model
 from crypto_ml.models.registry import HEAVY_MODELS
 
 FAST = {"lstm": {"epochs": 2, "window": 8, "units": [4, 4], "min_windows": 3}}
-MODELS = [pytest.param(n, marks=pytest.mark.deep) if n in HEAVY_MODELS else n for n in available_models()]
+STORABLE = [name for name in available_models() if get_model(name).storable]
+MODELS = [pytest.param(n, marks=pytest.mark.deep) if n in HEAVY_MODELS else n for n in STORABLE]
 
 
 def prices(n: int = 300, seed: int = 0) -> np.ndarray:
@@ -29,6 +31,14 @@ def save(store: ModelStore, name: str, y: np.ndarray | None = None, coin: str = 
     model_id = store.save(model, coin=coin, data={"n_obs": y.size, "series_sha256": str(hash(y.tobytes()))},
                           metrics={"fit_seconds": 0.1})
     return model_id, model
+
+
+@pytest.mark.parametrize("name", ["ets", "linear+conformal"])
+def test_models_whose_state_is_not_plain_data_are_refused_with_the_reason(tmp_path, name):
+    pytest.importorskip("statsforecast")
+    with pytest.raises(ModelStoreError, match=rf"{re.escape(name)} cannot be stored: .* never pickles"):
+        save(ModelStore(tmp_path), name)
+    assert not list(tmp_path.rglob("*"))  # nothing half-written
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -205,6 +205,8 @@ class Forecaster:
     extra: ClassVar[str | None] = None
     #: Modules that extra provides; checked before a run so a missing one is a request error.
     requires: ClassVar[tuple[str, ...]] = ()
+    #: Whether the model store can save a fitted one (its learned state is plain data, Keras or scikit-learn).
+    storable: ClassVar[bool] = True
 
     def _fit(self, y: np.ndarray) -> None:
         raise NotImplementedError

@@ -59,6 +59,8 @@ class ConformalModel(Forecaster):
     """
 
     description = "any model's point forecast with conformal intervals from its own rolling-origin errors"
+    # Calibration refits the base model on the data it is given, so there is nothing worth storing.
+    storable = False
     interval_method = "conformal: volatility-scaled, recency-weighted rolling-origin errors"
 
     def __init__(

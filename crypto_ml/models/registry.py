@@ -64,8 +64,12 @@ def base_name(name: str) -> str:
 
 
 def is_heavy(name: str) -> bool:
-    """Whether the model (or the model a calibration layer wraps) holds a deep-learning framework."""
-    return base_name(name) in HEAVY_MODELS
+    """Whether the model (or the model a calibration layer wraps) holds a deep-learning framework.
+
+    Never raises: routing a payload is no place to reject a name (the producer already did).
+    """
+    key = str(name).strip().lower().removesuffix(CONFORMAL_SUFFIX)
+    return ALIASES.get(key, key) in HEAVY_MODELS
 
 
 def resolve_name(name: str) -> str:

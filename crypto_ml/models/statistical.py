@@ -51,6 +51,8 @@ class _StatsForecastModel(Forecaster):
     min_points = 10
     extra = "stats"
     requires = ("statsforecast",)
+    # The fitted statsforecast object is not plain data, and the store never pickles; a fit takes milliseconds.
+    storable = False
     _estimator_name: str = ""
 
     def _estimator_params(self) -> dict[str, Any]:
