@@ -97,9 +97,11 @@ def _model_colors(models: list[str]) -> dict[str, Any]:
     from matplotlib import colormaps
 
     palette = colormaps["tab10"]
-    # The benchmark is always grey, so it reads the same in every report.
+    # The benchmark is always grey, so it reads the same in every report; tab10's own grey (index 7) is left out
+    # so that no other model is drawn in the benchmark's colour.
+    hues = [palette(index) for index in range(10) if index != 7]
     others = [m for m in models if m != BENCHMARK]
-    colors = {model: palette(index % 10) for index, model in enumerate(others)}
+    colors = {model: hues[index % len(hues)] for index, model in enumerate(others)}
     colors[BENCHMARK] = (0.45, 0.45, 0.45, 1.0)
     return colors
 
