@@ -37,8 +37,9 @@ __all__ = ["ModelStore", "STORE_FORMAT"]
 
 log = logging.getLogger(__name__)
 
-#: Bumped when the layout or metadata changes incompatibly.
-STORE_FORMAT = 1
+#: Bumped when the layout or metadata changes incompatibly. 2: every model keeps ``log_prices_``
+#: for its prediction intervals, which format-1 models lack, so they are refused with "retrain it".
+STORE_FORMAT = 2
 
 # The estimators a .skops file may hold; anything else is refused.
 _SKOPS_ALLOWED = frozenset({

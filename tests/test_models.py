@@ -348,7 +348,7 @@ def test_lstm_series_shorter_than_window_plus_horizon_fails_clearly():
 def test_lstm_refuses_non_positive_prices():
     y = random_walk()
     y[5] = 0.0
-    with pytest.raises(DataFormatError, match="positive prices"):
+    with pytest.raises(DataFormatError, match="at or below zero"):
         build("lstm").fit(y)
 
 
