@@ -90,7 +90,7 @@ def test_light_and_heavy_models_go_to_their_own_queues(monkeypatch):
 def test_celery_and_local_give_the_same_forecasts(start_worker, synth_dir):
     start_worker("same", concurrency=2)
     loader = CryptoLoader(synth_dir)
-    for model in ("linear", "svr_rbf"):
+    for model in ("drift", "svr_rbf"):
         local = CryptoManager(loader, engine="local").send_tasks(model, horizon=10, verbose=False)
         remote = CryptoManager(loader, engine=CeleryEngine()).send_tasks(model, horizon=10, verbose=False)
         assert remote.engine == "celery" and not remote.failed
@@ -101,8 +101,8 @@ def test_celery_and_local_give_the_same_forecasts(start_worker, synth_dir):
         assert all(sorted(r.intervals) == ["hi_80", "hi_95", "lo_80", "lo_95"] for r in remote)
         assert [r.intervals for r in remote] == [r.intervals for r in local]
     by_reference = CryptoManager(loader, engine=CeleryEngine()).send_tasks(
-        "linear", horizon=10, verbose=False, transfer="reference")
-    local = CryptoManager(loader, engine="local").send_tasks("linear", horizon=10, verbose=False)
+        "drift", horizon=10, verbose=False, transfer="reference")
+    local = CryptoManager(loader, engine="local").send_tasks("drift", horizon=10, verbose=False)
     assert by_reference.transfer == "reference"
     assert [r.forecast for r in by_reference] == [r.forecast for r in local]
 
@@ -132,7 +132,7 @@ def test_a_bad_coin_fails_alone_through_the_broker(start_worker, synth_dir, tmp_
     shutil.copytree(synth_dir, folder)
     (folder / "Tiny.csv").write_text('Date,Open,High,Low,Close,Volume,Market Cap\n"Sep 22, 2017",1,1,1,1.5,-,-\n')
     start_worker("bad")
-    run = CryptoManager(CryptoLoader(folder), engine=CeleryEngine(), batch_size=3).send_tasks("linear", verbose=False)
+    run = CryptoManager(CryptoLoader(folder), engine=CeleryEngine(), batch_size=3).send_tasks("drift", verbose=False)
     assert [r.coin for r in run.failed] == ["tiny"] and run["tiny"].error_type == "SeriesTooShortError"
     assert len(run.ok) == 12
 

@@ -54,19 +54,19 @@ def folder_with_short_coin(synth_dir, tmp_path):
 @pytest.fixture(scope="module")
 def synth_run(synth_dir) -> BacktestRun:
     return CryptoManager(CryptoLoader(synth_dir), engine="local", workers=2).backtest(
-        ["drift", "linear"], horizon=5, windows=3)
+        ["drift", "ewma"], horizon=5, windows=3)
 
 
 def test_manager_backtest_matches_backtesting_each_coin_directly(synth_run, synth_dir):
     loader = CryptoLoader(synth_dir)
     names = loader.get_crypto_names()
-    assert synth_run.models == ["naive", "drift", "linear"]
+    assert synth_run.models == ["naive", "drift", "ewma"]
     assert synth_run.coins == names and not synth_run.failed
     assert len(synth_run.records) == len(names) * 3 * 3
     assert synth_run.engine == "local" and len(synth_run.data_hash) == 64
     for coin in names[:3]:
         frame = loader.get_df(coin)
-        expected = backtest_series(coin, frame["Close"].to_numpy(), ["naive", "drift", "linear"], 5, 3,
+        expected = backtest_series(coin, frame["Close"].to_numpy(), ["naive", "drift", "ewma"], 5, 3,
                                    dates=frame["Date"].dt.strftime("%Y-%m-%d").tolist())
         assert [r for r in synth_run.records if r["coin"] == coin] == expected
 
@@ -78,7 +78,7 @@ def test_run_interval_tables(synth_run):
     assert naive["winkler_vs_naive"].eq(1.0).all() and naive["coverage"].between(0, 1).all()
     tests = synth_run.significance()
     assert set(tests["loss"]) == {"mase", "winkler_80", "winkler_95", "crps"} and tests["origins"].eq(3).all()
-    assert set(synth_run.verdicts()["model"]) == {"naive", "drift", "linear"}
+    assert set(synth_run.verdicts()["model"]) == {"naive", "drift", "ewma"}
     calibration = synth_run.calibration()
     assert set(calibration["level"]) == {10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 98}
     assert synth_run.by_regime()["windows"].groupby(synth_run.by_regime()["model"]).sum().eq(36 * 2).all()
@@ -86,7 +86,7 @@ def test_run_interval_tables(synth_run):
 
 def test_run_tables(synth_run):
     summary = synth_run.summary()
-    assert list(summary["model"]) == ["naive", "drift", "linear"]
+    assert list(summary["model"]) == ["naive", "drift", "ewma"]
     assert (summary["coins"] == 12).all() and (summary["windows"] == 36).all()
     assert math.isnan(summary.loc[0, "beats_naive_share"])
     assert summary["compared_coins"].tolist() == [12, 12, 12]
@@ -118,14 +118,14 @@ def test_a_short_coin_and_an_unknown_coin_fail_alone(folder_with_short_coin):
 def test_by_reference_gives_the_same_records_as_inline(synth_dir, synth_run):
     loader = CryptoLoader(synth_dir)
     coin = loader.get_crypto_names()[1]
-    payload = {"models": ["naive", "drift", "linear"], "params": {}, "horizon": 5, "windows": 3, "step": 5,
+    payload = {"models": ["naive", "drift", "ewma"], "params": {}, "horizon": 5, "windows": 3, "step": 5,
                "data": dataset_reference(loader), "series": [{"coin": coin}, {"coin": "nosuchcoin"}]}
     records = backtest_batch(payload)
     assert records[:-3] == [r for r in synth_run.records if r["coin"] == coin]  # dated by the worker itself
     assert [r["error_type"] for r in records[-3:]] == ["UnknownCoinError"] * 3
 
     by_reference = CryptoManager(loader, engine="local", workers=2).backtest(
-        ["drift", "linear"], horizon=5, windows=3, coins=[coin], transfer="reference")
+        ["drift", "ewma"], horizon=5, windows=3, coins=[coin], transfer="reference")
     assert by_reference.transfer == "reference"
     assert by_reference.records == [r for r in synth_run.records if r["coin"] == coin]
 
@@ -136,7 +136,7 @@ def test_write_records_and_manifest(synth_run, tmp_path, suffix):
     if suffix == ".json":
         document = json.loads(out.read_text())
         assert len(document["records"]) == len(synth_run.records)
-        assert document["manifest"]["models"] == ["naive", "drift", "linear"]
+        assert document["manifest"]["models"] == ["naive", "drift", "ewma"]
     else:
         frame = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
         assert {"coin", "model", "window", "mase", "smape", "cutoff_date"} <= set(frame.columns)
@@ -144,7 +144,7 @@ def test_write_records_and_manifest(synth_run, tmp_path, suffix):
         assert len(json.loads(frame.loc[0, "forecast"])) == 5
     manifest = json.loads(out.with_name(out.name + ".manifest.json").read_text())
     assert manifest["kind"] == "backtest" and manifest["data_sha256"] == synth_run.data_hash
-    assert manifest["params"]["linear"]["window"] is None and manifest["versions"]["numpy"] == np.__version__
+    assert manifest["params"]["ewma"]["decay"] == 0.94 and manifest["versions"]["numpy"] == np.__version__
     assert (manifest["horizon"], manifest["windows"], manifest["step"]) == (5, 3, 5)
     assert manifest["levels"] == [80, 95] and manifest["quick"] is False
 
@@ -234,12 +234,12 @@ def test_celery_and_local_give_the_same_backtest(start_worker, synth_dir):
 @pytest.mark.realdata
 def test_real_dataset_backtest_covers_every_coin(real_data_dir):
     loader = CryptoLoader(real_data_dir)
-    run = CryptoManager(loader, engine="local").backtest(["drift", "linear"], horizon=10, windows=2)
+    run = CryptoManager(loader, engine="local").backtest(["drift", "ewma"], horizon=10, windows=2)
     assert len(run.coins) == 100
     for coin in run.coins:
         records = [r for r in run.records if r["coin"] == coin]
-        assert {r["model"] for r in records} == {"naive", "drift", "linear"}, coin
+        assert {r["model"] for r in records} == {"naive", "drift", "ewma"}, coin
         assert all(r["status"] == "ok" or r["error"] for r in records), coin
     failed_coins = {r["coin"] for r in run.failed}
-    assert failed_coins == {"neblio"}  # 11 rows: too few for 10 days ahead and 2 to train on
+    assert failed_coins == {"neblio"}  # 11 rows: too few for 10 days ahead and ewma's 20 to train on
     assert run.summary().set_index("model").loc["drift", "coins"] == 99

@@ -23,12 +23,12 @@ def manager(synth_dir) -> CryptoManager:
 
 
 def test_every_coin_gets_the_same_forecast_as_fitting_it_directly(manager):
-    run = manager.send_tasks("linear", horizon=10, verbose=False)
+    run = manager.send_tasks("drift", horizon=10, verbose=False)
     loader = manager.loader
     assert [r.coin for r in run] == loader.get_crypto_names()
     assert len(run) == 12 and not run.failed
     for result in run:
-        expected = get_model("linear").fit(loader.get_prices(result.coin)).predict(10)
+        expected = get_model("drift").fit(loader.get_prices(result.coin)).predict(10)
         np.testing.assert_array_equal(result.forecast, expected)
         frame = loader.get_df(result.coin)
         assert result.last_date == frame["Date"].iloc[-1].date().isoformat()
@@ -69,7 +69,7 @@ def test_broken_files_fail_by_name_and_good_ones_are_forecast(synth_dir, tmp_pat
     (folder / "Junk.csv").write_bytes(b"\x00\x01\x02\xff\xfe binary")
     (folder / "Wrong.csv").write_text("a,b,c\n1,2,3\n")
     (folder / "Tiny.csv").write_text('Date,Open,High,Low,Close,Volume,Market Cap\n"Sep 22, 2017",1,1,1,1.5,-,-\n')
-    run = CryptoManager(CryptoLoader(folder), engine="local").send_tasks("linear", verbose=False)
+    run = CryptoManager(CryptoLoader(folder), engine="local").send_tasks("drift", verbose=False)
     failed = {r.coin: r for r in run.failed}
     assert set(failed) == {"empty_coin", "junk", "wrong", "tiny"}
     assert failed["tiny"].error_type == "SeriesTooShortError"

@@ -152,8 +152,15 @@ def test_non_finite_or_2d_input_raises_data_format_error(name):
 
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_deterministic(name):
-    y = random_walk(seed=3)
-    np.testing.assert_array_equal(build(name).fit(y).predict(HORIZON), build(name).fit(y).predict(HORIZON))
+    def outcome(y):
+        try:
+            return build(name).fit(y).predict_interval(HORIZON).to_record()
+        except NonPositiveForecastError as exc:  # a seed trend that crosses zero must refuse the same way twice
+            return str(exc)
+
+    for seed in (3, 4):
+        y = random_walk(seed=seed)
+        assert outcome(y) == outcome(y)
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)
@@ -218,37 +225,38 @@ def test_drift_never_forecasts_below_zero_for_a_collapsing_coin():
 
 def test_linear_recovers_an_exact_exponential_trend():
     y = 3.0 * np.exp(0.01 * T)
-    np.testing.assert_allclose(get_model("linear").fit(y).predict(HORIZON), 3.0 * np.exp(0.01 * T_FUTURE), rtol=1e-10)
+    np.testing.assert_allclose(get_model("linear", log_prices=True).fit(y).predict(HORIZON),
+                               3.0 * np.exp(0.01 * T_FUTURE), rtol=1e-10)
 
 
-def test_linear_on_raw_prices_is_the_seeds_line():
-    np.testing.assert_allclose(get_model("linear", log_prices=False).fit(3 + 2 * T).predict(HORIZON),
+def test_linear_by_default_is_the_seeds_line_on_raw_prices():
+    np.testing.assert_allclose(get_model("linear").fit(3 + 2 * T).predict(HORIZON),
                                3 + 2 * T_FUTURE, rtol=1e-12)
 
 
 def test_linear_on_raw_prices_refuses_a_line_through_zero():
     falling = 1000.0 - 2.5 * T  # reaches 0 at t = 400 and stays positive in the data until then
     with pytest.raises(NonPositiveForecastError, match="linear forecasts -1.5 at step 2"):
-        get_model("linear", log_prices=False).fit(falling[:400] + 1.0).predict(HORIZON)
-    assert np.all(get_model("linear").fit(falling[:400] + 1.0).predict(HORIZON) > 0)  # the log fit never does
+        get_model("linear").fit(falling[:400] + 1.0).predict(HORIZON)
+    assert np.all(get_model("linear", log_prices=True).fit(falling[:400] + 1.0).predict(HORIZON) > 0)  # never
 
 
 def test_linear_window_fits_only_the_recent_trend():
     y = np.concatenate([np.full(100, 50.0), 50.0 * np.exp(0.03 * np.arange(1, 51))])  # flat, then +3 % a day
-    forecast = get_model("linear", window=50).fit(y).predict(2)
+    forecast = get_model("linear", window=50, log_prices=True).fit(y).predict(2)
     np.testing.assert_allclose(forecast, 50.0 * np.exp(0.03 * np.array([51, 52])), rtol=1e-10)
 
 
 @pytest.mark.parametrize("name", ["svr_linear", "svr_rbf", "svr_poly"])
 def test_svr_follows_a_linear_trend(name):
     # A tight tube: the default epsilon (0.05 std) tolerates that much misfit on purpose.
-    forecast = get_model(name, epsilon=0.001, log_prices=False).fit(3 + 2 * T).predict(HORIZON)
+    forecast = get_model(name, epsilon=0.001).fit(3 + 2 * T).predict(HORIZON)
     np.testing.assert_allclose(forecast, 3 + 2 * T_FUTURE, rtol=0.02)
 
 
 @pytest.mark.parametrize("name", ["svr_linear", "svr_rbf", "svr_poly"])
 def test_svr_follows_an_exponential_trend_on_log_prices(name):
-    forecast = get_model(name, epsilon=0.001).fit(3.0 * np.exp(0.004 * T)).predict(HORIZON)
+    forecast = get_model(name, epsilon=0.001, log_prices=True).fit(3.0 * np.exp(0.004 * T)).predict(HORIZON)
     np.testing.assert_allclose(forecast, 3.0 * np.exp(0.004 * T_FUTURE), rtol=0.02)
 
 
@@ -256,7 +264,7 @@ def test_svr_poly_recovers_a_quadratic_trend():
     def curve(t):
         return 5 + 0.1 * t + 0.01 * t**2
 
-    forecast = get_model("svr_poly", epsilon=0.001, log_prices=False).fit(curve(T)).predict(HORIZON)
+    forecast = get_model("svr_poly", epsilon=0.001).fit(curve(T)).predict(HORIZON)
     np.testing.assert_allclose(forecast, curve(T_FUTURE), rtol=0.01)
 
 
@@ -419,6 +427,8 @@ def _assert_positive_or_refused(name: str, records: list[dict]) -> None:
             assert min(values) > 0 and np.all(np.isfinite(values)), (name, record["coin"])
         else:  # the only acceptable refusals: too little history, or a fit that would cross zero (said so)
             assert record["error_type"] in {"SeriesTooShortError", "NonPositiveForecastError"}, record
+            if record["error_type"] == "NonPositiveForecastError":
+                assert "a price must be positive" in record["error"]
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)
@@ -427,7 +437,8 @@ def test_no_model_forecasts_a_non_positive_price_on_the_bundled_sample(name):
 
     records = _forecast_every_coin(name, CryptoLoader())
     _assert_positive_or_refused(name, records)
-    assert all(r["status"] == "ok" for r in records)  # every bundled coin is long enough for every model
+    # Every bundled coin is long enough for every model; only a seed trend crossing zero may refuse one.
+    assert sum(r["status"] == "ok" for r in records) >= len(records) - 1, name
 
 
 @pytest.mark.realdata

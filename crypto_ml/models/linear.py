@@ -11,26 +11,27 @@ __all__ = ["LinearModel"]
 
 
 class LinearModel(Forecaster):
-    """Ordinary least squares of log price on time (scikit-learn ``LinearRegression``), extrapolated.
+    """Ordinary least squares of price on time (scikit-learn ``LinearRegression``), extrapolated.
 
-    The seed fitted the raw price, and a falling coin's line crossed zero
-    within the horizon (the quick start printed a negative price). On log
-    prices the line is an exponential trend: the same fit where prices move
-    little, and never a price at or below zero.
+    The seed's line, unchanged where it stays positive. A falling coin's line
+    can cross zero within the horizon (the quick start once printed a negative
+    price): that coin now fails with ``NonPositiveForecastError`` and the
+    reason, never a clipped price. ``log_prices=True`` fits an exponential
+    trend instead, which is never at or below zero but extrapolates a coin's
+    growth rate rather than its growth.
 
     Args:
         window: Fit on the last ``window`` points only; None uses the whole
             history, as the seed did.
-        log_prices: Fit log prices (the default). False fits raw prices as the
-            seed did; a coin whose line then reaches zero fails with
-            ``NonPositiveForecastError`` instead of forecasting it.
+        log_prices: Fit log prices and exponentiate the line; False (the default)
+            fits raw prices as the seed did.
     """
 
     name = "linear"
     min_points = 2
-    description = "the seed's least-squares trend line on the time index, on log prices"
+    description = "the seed's least-squares trend line on the time index; refuses a coin whose line crosses zero"
 
-    def __init__(self, *, window: int | None = None, log_prices: bool = True) -> None:
+    def __init__(self, *, window: int | None = None, log_prices: bool = False) -> None:
         self.window = window
         self.log_prices = log_prices
 

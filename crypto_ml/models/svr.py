@@ -34,9 +34,12 @@ class SVRModel(Forecaster):
         window: Fit on the last ``window`` points only; None uses the whole history.
         max_iter: libsvm iteration cap, so a pathological series cannot stall a worker;
             -1 means no cap.
-        log_prices: Fit log prices (the default), so a forecast is never a price at or
-            below zero. False fits raw prices as the seed did; a coin whose fit then
-            reaches zero fails with ``NonPositiveForecastError``.
+        log_prices: Fit log prices and exponentiate the fit, so a forecast is never a
+            price at or below zero. False (the default) fits raw prices as the seed
+            did, and a coin whose fit reaches zero fails with
+            ``NonPositiveForecastError`` and the reason. Not the default because an
+            exponentiated extrapolation can explode: ``svr_poly``'s parabola on log
+            prices forecast GameCredits at 870 times its price ten days out.
     """
 
     kernel = "rbf"
@@ -52,7 +55,7 @@ class SVRModel(Forecaster):
         coef0: float = 1.0,
         window: int | None = None,
         max_iter: int = 200_000,
-        log_prices: bool = True,
+        log_prices: bool = False,
     ) -> None:
         self.C = C
         self.epsilon = epsilon
@@ -107,7 +110,7 @@ class LinearSVRModel(SVRModel):
 
     name = "svr_linear"
     kernel = "linear"
-    description = "the seed's support vector regression on the time index, linear kernel, on log prices"
+    description = "the seed's SVR on the time index, linear kernel; refuses a coin whose fit crosses zero"
 
 
 class RbfSVRModel(SVRModel):
@@ -115,7 +118,7 @@ class RbfSVRModel(SVRModel):
 
     name = "svr_rbf"
     kernel = "rbf"
-    description = "the seed's support vector regression on the time index, RBF kernel, on log prices"
+    description = "the seed's SVR on the time index, RBF kernel; refuses a coin whose fit crosses zero"
 
 
 class PolySVRModel(SVRModel):
@@ -123,4 +126,4 @@ class PolySVRModel(SVRModel):
 
     name = "svr_poly"
     kernel = "poly"
-    description = "the seed's support vector regression on the time index, degree-2 polynomial kernel, on log prices"
+    description = "the seed's SVR on the time index, degree-2 polynomial kernel; refuses a coin whose fit crosses zero"
