@@ -1,10 +1,11 @@
 # syntax=docker/dockerfile:1
 #
-# crypto_ml worker image: one image runs light workers, Flower and the manager;
-# the same file with EXTRAS=deep builds the heavy (TensorFlow) worker image.
+# crypto_ml worker image: one image (the `stats` extra, by default) runs light
+# workers, Flower and the manager; the same file with EXTRAS=deep,stats builds
+# the heavy (TensorFlow) worker image.
 #
-#   docker build -t crypto-ml:0.1.0 .                                    # light workers, Flower, manager
-#   docker build --build-arg EXTRAS=deep -t crypto-ml-heavy:0.1.0 .      # heavy workers: adds TensorFlow
+#   docker build -t crypto-ml:0.1.0 .                                        # light workers, Flower, manager
+#   docker build --build-arg EXTRAS=deep,stats -t crypto-ml-heavy:0.1.0 .    # heavy workers: adds TensorFlow
 #
 # No secret is baked in: the broker URL and Flower's credentials come from the
 # environment at run time (docker-compose.yml from .env, k8s from a Secret).
@@ -25,9 +26,12 @@ RUN python -m build --wheel --outdir /dist
 
 # --- runtime: the installed wheel, run by an unprivileged user ----------------
 FROM ${PYTHON_IMAGE} AS runtime
-# Extras to install with the wheel: "" for light workers, "deep" for the heavy
-# queue (TensorFlow is ~600 MB and only heavy workers import it).
-ARG EXTRAS=""
+# Extras to install with the wheel, a comma-separated list (pip reads
+# crypto_ml-*.whl[deep,stats]): "stats" for light workers, Flower and the manager
+# (statsforecast and arch, for the garch, ets, theta and arima models, which run on
+# the light queue); "deep,stats" for the heavy queue (TensorFlow is ~600 MB and only
+# heavy workers import it). "" installs the core alone.
+ARG EXTRAS="stats"
 # A fixed UID/GID (10001, outside the ranges distributions give to system and
 # login users) so Kubernetes' runAsUser/fsGroup in k8s/ can name it. /results
 # (the manager's files) and /models (the model store, which every worker must

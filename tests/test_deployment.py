@@ -499,8 +499,8 @@ def test_compose_workers_wait_out_the_task_hard_time_limit(compose, service, mon
 
 def test_compose_heavy_worker_has_tensorflow_one_slot_and_room(compose):
     heavy, light = compose["services"]["worker-heavy"], compose["services"]["worker"]
-    assert heavy["build"]["args"]["EXTRAS"] == "deep"
-    assert "args" not in light["build"] or light["build"]["args"].get("EXTRAS", "") == ""
+    assert set(heavy["build"]["args"]["EXTRAS"].split(",")) == {"deep", "stats"}
+    assert light["build"]["args"]["EXTRAS"] == "stats", "the light queue runs garch, ets, theta and arima"
     assert parse_celery(heavy["command"])[1]["concurrency"] == 1
     limits = heavy["deploy"]["resources"]["limits"]
     assert compose_memory(limits["memory"]) >= 2 * 2**30
@@ -864,7 +864,8 @@ def test_dockerfile_is_multi_stage_non_root_with_a_worker_healthcheck():
     assert all(stage[0][1].startswith("${PYTHON_IMAGE}") for stage in (builder, runtime))
     users = [a for k, a in runtime if k == "USER"]
     assert users and users[-1].split(":")[0] == str(APP_UID), "the final image runs as the fixed non-root UID"
-    assert any(k == "ARG" and a.startswith("EXTRAS=") for k, a in runtime), "extras are a build argument"
+    [extras] = [a.split("=", 1)[1].strip('"') for k, a in runtime if k == "ARG" and a.startswith("EXTRAS=")]
+    assert extras == "stats", "by default the light image: the light queue runs garch, ets, theta and arima"
     [healthcheck] = [a for k, a in runtime if k == "HEALTHCHECK"]
     [cmd] = [a for k, a in runtime if k == "CMD"]
     probe = dockerfile_exec_form(healthcheck.split(" CMD ", 1)[1])
@@ -1030,7 +1031,7 @@ def test_no_literal_credentials_in_deployment_files():
 # === crypto_ml.yml (conda) ============================================================
 
 #: pip names whose conda-forge package is named differently.
-CONDA_NAMES = {"redis": "redis-py", "matplotlib": "matplotlib-base"}
+CONDA_NAMES = {"redis": "redis-py", "matplotlib": "matplotlib-base", "arch": "arch-py"}
 
 
 def test_conda_environment_matches_pyproject():
@@ -1052,7 +1053,8 @@ def test_conda_environment_matches_pyproject():
     pip_names = {canonicalize_name(Requirement(p).name) for p in pip_section if not p.startswith("-")}
 
     project = PYPROJECT["project"]
-    wanted = [*project["dependencies"], *project["optional-dependencies"]["deep"]]
+    extras = project["optional-dependencies"]
+    wanted = [*project["dependencies"], *extras["deep"], *extras["stats"]]
     for line in wanted:
         requirement = Requirement(line)
         for name in [requirement.name, *requirement.extras]:
