@@ -286,7 +286,7 @@ def train(model, coins, data_path, engine, params, store, workers, batch_size, t
 
 
 @cli.command()
-@click.option("--models", "-m", default="naive,drift,linear", show_default=True,
+@click.option("--models", "-m", default="naive,drift,ewma", show_default=True,
               help="Comma-separated model names; naive is always added, as the benchmark.")
 @click.option("--horizon", "-H", type=int, default=10, show_default=True, help="Days each window forecasts.")
 @click.option("--windows", "-w", type=int, default=30, show_default=True,
