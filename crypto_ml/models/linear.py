@@ -44,25 +44,21 @@ class LinearModel(Forecaster):
             y = y[-self.window :]
         if self.log_prices:
             y = np.log(y)
-        t = np.arange(y.size, dtype=np.float64).reshape(-1, 1)
-        with _trusted_input():
-            self.regressor_ = LinearRegression().fit(t, y)
+        # Ordinary least squares of y on t = 0..n-1, in closed form. scikit-learn's fit gives the same line
+        # but runs its input checks on every call, which cost 0.2 ms a fit (3/4 of it) once narwhals is
+        # installed (the stats extra brings it); the series was already checked by Forecaster.fit.
+        t = np.arange(y.size, dtype=np.float64)
+        t_centred = t - t.mean()
+        slope = float(np.dot(t_centred, y - y.mean()) / np.dot(t_centred, t_centred))
+        # Still a LinearRegression, so the model store saves and loads it as before (skops).
+        regressor = LinearRegression()
+        regressor.coef_ = np.array([slope])
+        regressor.intercept_ = float(y.mean() - slope * t.mean())
+        regressor.n_features_in_ = 1
+        self.regressor_ = regressor
         self.n_fit_ = y.size
 
     def _predict(self, h: int) -> np.ndarray:
-        t_future = np.arange(self.n_fit_, self.n_fit_ + h, dtype=np.float64).reshape(-1, 1)
-        with _trusted_input():
-            trend = self.regressor_.predict(t_future)
+        t_future = np.arange(self.n_fit_, self.n_fit_ + h, dtype=np.float64)
+        trend = self.regressor_.intercept_ + self.regressor_.coef_[0] * t_future
         return np.exp(trend) if self.log_prices else trend
-
-
-def _trusted_input():
-    """scikit-learn without its per-call input checks: a quarter of a fit's cost on 1,000 points.
-
-    Safe here: ``Forecaster.fit`` has already checked the series (1-D,
-    finite, long enough), the time index is built above, and LinearRegression is
-    constructed with its defaults, so there is nothing left for them to catch.
-    """
-    import sklearn
-
-    return sklearn.config_context(assume_finite=True, skip_parameter_validation=True)
