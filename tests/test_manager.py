@@ -163,8 +163,11 @@ def test_all_100_real_coins_are_forecast_or_reported(real_data_dir):
 @pytest.mark.parametrize("model", ["drift", "svr_linear", "svr_rbf", "svr_poly"])
 def test_every_model_runs_on_the_real_coins(real_data_dir, model):
     run = CryptoManager(CryptoLoader(real_data_dir, max_points=365), engine="local").send_tasks(model, verbose=False)
-    assert len(run) == 100 and not run.failed
-    assert all(np.all(np.isfinite(r.forecast)) for r in run)
+    assert len(run) == 100
+    # The seed's regressions refuse the few coins whose fit would cross zero, each with the reason; nothing else fails.
+    assert all(r.error_type == "NonPositiveForecastError" and "must be positive" in r.error for r in run.failed)
+    assert len(run.failed) <= 5, [(r.coin, r.error) for r in run.failed]
+    assert all(np.all(np.isfinite(r.forecast)) and min(r.forecast) > 0 for r in run.ok)
 
 
 def test_by_reference_gives_the_same_results_as_inline(synth_dir):
