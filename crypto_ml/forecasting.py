@@ -26,7 +26,7 @@ from .models import get_model
 from .models.base import DEFAULT_LEVELS, validate_horizon, validate_levels
 from .models.registry import check_installed
 from .records import failure_record, forecast_dates
-from .references import dataset_reference, load_series
+from .references import load_series
 
 __all__ = ["forecast_series", "forecast_batch"]
 

@@ -15,13 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from .exceptions import CryptoMLError, DataFormatError, IncompatibleModelError
+from .exceptions import CryptoMLError, IncompatibleModelError
 from .records import failure_record, forecast_dates
 from .references import load_series
 from .model_store import ModelStore
 from .models import Forecaster, get_model
-from .models.base import (DEFAULT_LEVELS, Forecast, check_intervals, validate_horizon, validate_levels,
-                          validate_series)
+from .models.base import DEFAULT_LEVELS, Forecast, build_forecast, validate_horizon, validate_levels, validate_prices
 from .models.intervals import empirical_intervals
 from .models.registry import check_installed
 
@@ -171,17 +170,10 @@ def forecast_from_store(payload: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _intervals_from_current(estimator: Forecaster, y: np.ndarray, horizon: int, levels: tuple) -> Forecast:
     """``forecast_from(y, horizon)`` with intervals spread from ``y``'s own k-day log returns (see above)."""
-    y = validate_series(y, 2, estimator.name)  # two prices: one observed return to spread
-    if np.any(y <= 0):
-        raise DataFormatError(f"{estimator.name}: the series holds a price at or below zero; intervals are made on "
-                              "log prices, so drop or fix those rows")
+    y = validate_prices(y, 2, estimator.name)  # two prices: one observed return to spread
     # The point gets the checks predict() applies: finite and positive, or NonPositiveForecastError.
     point = estimator._checked_point(estimator.forecast_from(y, horizon), horizon)
-    bounds = empirical_intervals(np.log(y), point, levels)
-    lower = {level: bounds[level][0] for level in levels}
-    upper = {level: bounds[level][1] for level in levels}
-    check_intervals(estimator.name, point, lower, upper, levels)
-    return Forecast(point=point, levels=levels, lower=lower, upper=upper)
+    return build_forecast(estimator.name, point, empirical_intervals(np.log(y), point, levels), levels)
 
 
 def _check_request(model_id: str, metadata: dict[str, Any], params: dict[str, Any]) -> None:

@@ -42,7 +42,8 @@ from ..exceptions import (
     SeriesTooShortError,
 )
 
-__all__ = ["Forecaster", "Forecast", "DEFAULT_LEVELS", "validate_series", "validate_horizon", "validate_levels",
+__all__ = ["Forecaster", "Forecast", "DEFAULT_LEVELS", "validate_series", "validate_prices", "build_forecast",
+           "validate_horizon", "validate_levels",
            "level_label", "interval_columns"]
 
 #: Interval levels (percent) when none are asked for: the two a risk desk reads first, as statsforecast shows.
@@ -67,6 +68,21 @@ def validate_series(y: Any, min_points: int, model_name: str) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         bad = int(np.count_nonzero(~np.isfinite(arr)))
         raise DataFormatError(f"{model_name}: the series holds {bad} NaN or infinite value(s); clean or drop them first")
+    return arr
+
+
+def validate_prices(y: Any, min_points: int, model_name: str) -> np.ndarray:
+    """``validate_series``, and every price strictly positive: intervals are computed on log prices.
+
+    Raises:
+        DataFormatError: as ``validate_series``, or a price at or below zero.
+        SeriesTooShortError: fewer than ``min_points`` values.
+    """
+    arr = validate_series(y, min_points, model_name)
+    if np.any(arr <= 0):
+        bad = int(np.count_nonzero(arr <= 0))
+        raise DataFormatError(f"{model_name}: the series holds {bad} price(s) at or below zero; prices must be "
+                              "positive (intervals are computed on log prices), so drop or fix those rows")
     return arr
 
 
@@ -180,6 +196,18 @@ def check_intervals(name: str, point: np.ndarray, lower: dict, upper: dict, leve
         inner_lo, inner_hi = lo, hi
 
 
+def build_forecast(name: str, point: np.ndarray, bounds: dict, levels: tuple) -> Forecast:
+    """A ``Forecast`` from a checked point and ``{level: (lower, upper)}``, its intervals checked to nest.
+
+    Raises:
+        AssertionError: the intervals are not positive, finite and nested (a model bug).
+    """
+    lower = {level: np.asarray(bounds[level][0], dtype=np.float64).reshape(-1) for level in levels}
+    upper = {level: np.asarray(bounds[level][1], dtype=np.float64).reshape(-1) for level in levels}
+    check_intervals(name, point, lower, upper, levels)
+    return Forecast(point=point, levels=levels, lower=lower, upper=upper)
+
+
 @functools.lru_cache(maxsize=None)
 def _param_names(cls: type) -> tuple[str, ...]:
     # inspect.signature costs more than a naive fit; get_model runs once per series.
@@ -227,11 +255,7 @@ class Forecaster:
             SeriesTooShortError: ``y`` is shorter than ``min_points``.
             DataFormatError: ``y`` is not 1-D or not finite.
         """
-        arr = validate_series(y, self.min_points, self.name)
-        if np.any(arr <= 0):
-            bad = int(np.count_nonzero(arr <= 0))
-            raise DataFormatError(f"{self.name}: the series holds {bad} price(s) at or below zero; prices must be "
-                                  "positive (intervals are computed on log prices), so drop or fix those rows")
+        arr = validate_prices(y, self.min_points, self.name)
         # Kept for the intervals: the spread of past k-day log returns (see intervals.empirical_intervals).
         # Taken before _fit, so a model that changes its own copy of y cannot change its intervals.
         log_prices = np.log(arr)
@@ -274,11 +298,7 @@ class Forecaster:
         h = validate_horizon(h)
         levels = validate_levels(levels)
         point, bounds = self._predict_interval(h, levels)
-        point = self._checked_point(point, h)
-        lower = {level: np.asarray(bounds[level][0], dtype=np.float64).reshape(-1) for level in levels}
-        upper = {level: np.asarray(bounds[level][1], dtype=np.float64).reshape(-1) for level in levels}
-        check_intervals(self.name, point, lower, upper, levels)
-        return Forecast(point=point, levels=levels, lower=lower, upper=upper)
+        return build_forecast(self.name, self._checked_point(point, h), bounds, levels)
 
     def _predict_interval(self, h: int, levels: tuple[int | float, ...]) -> tuple[np.ndarray, dict]:
         """``(point, {level: (lower, upper)})``; the default spreads the training series' own k-day log
