@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 __all__ = ["CryptoLoader", "CryptoManager", "get_model", "available_models", "app", "__version__"]
 
 _LAZY = {
-    "CryptoLoader": "crypto_ml.data_loader",
+    "CryptoLoader": "crypto_ml.data",
     "CryptoManager": "crypto_ml.manager",
     "get_model": "crypto_ml.models",
     "available_models": "crypto_ml.models",

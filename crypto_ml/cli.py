@@ -150,7 +150,7 @@ def cli(log_level: str | None, log_file: Path | None) -> None:
 def forecast(model, coins, horizon, levels, data_path, engine, out, params, workers, batch_size, transfer,
              max_points, from_date, to_date, progress, quiet, from_store, store) -> None:
     """Forecast every coin (or --coins) HORIZON days ahead, with prediction intervals."""
-    from .data_loader import CryptoLoader
+    from .data import CryptoLoader
     from .exceptions import InvalidParameterError
     from .manager import CryptoManager
     from .models.base import validate_levels
@@ -255,7 +255,7 @@ def train(model, coins, data_path, engine, params, store, workers, batch_size, t
     from rich.markup import escape
     from rich.table import Table
 
-    from .data_loader import CryptoLoader
+    from .data import CryptoLoader
     from .manager import CryptoManager
 
     loader = CryptoLoader(data_path, max_points=max_points)
@@ -316,7 +316,7 @@ def train(model, coins, data_path, engine, params, store, workers, batch_size, t
 def backtest(ctx, models, horizon, windows, quick, levels, step, coins, data_path, engine, params, out, report_dir,
              plot_coins, workers, batch_size, transfer, max_points, from_date, to_date, progress) -> None:
     """Walk-forward backtest: score each model's forecasts and intervals on every coin (or --coins) against naive."""
-    from .data_loader import CryptoLoader, normalize_name
+    from .data import CryptoLoader, normalize_name
     from .evaluation import QUICK_WINDOWS, check_output_path, validate_request
     from .exceptions import InvalidParameterError
     from .manager import CryptoManager
@@ -488,7 +488,7 @@ def data_list(data_path: Path | None) -> None:
     """List the coins of a dataset with their size, dates and problems."""
     from rich.table import Table
 
-    from .data_loader import CryptoLoader
+    from .data import CryptoLoader
 
     report = CryptoLoader(data_path).report()
     table = Table(title=f"coins in {report.path}", title_justify="left")
@@ -518,7 +518,7 @@ def data_list(data_path: Path | None) -> None:
 @click.option("--rows", "-n", type=click.IntRange(min=1), default=10, show_default=True, help="Newest rows to show.")
 def data_show(coin: str, data_path: Path | None, rows: int) -> None:
     """Show a coin's newest prices and a summary."""
-    from .data_loader import CryptoLoader
+    from .data import CryptoLoader
 
     frame = CryptoLoader(data_path).get_df(coin)
     click.echo(frame.tail(rows).to_string(index=False))
@@ -538,6 +538,110 @@ def data_synth(n_series: int, out: Path, seed: int, min_points: int, max_points:
 
     path = generate_dataset(n_series, out, seed=seed, min_points=min_points, max_points=max_points)
     click.echo(f"wrote {n_series} synthetic series to {path}")
+
+
+@data.command("fetch")
+@click.option("--exchange", "-x", default="binance", show_default=True, help="A ccxt exchange id.")
+@click.option("--symbols", "-s", default=None, metavar="PAIR,...", help="Pairs to fetch, e.g. BTC/USDT,ETH/USDT.")
+@click.option("--top", type=click.IntRange(min=1), default=None,
+              help="Instead of --symbols: the exchange's N most traded pairs against --quote.")
+@click.option("--quote", default="USDT", show_default=True, help="Quote currency for --top.")
+@click.option("--since", default=None, metavar="YYYY-MM-DD",
+              help="First day of a new symbol's history [default: all the exchange has]; an earlier day backfills.")
+@click.option("--store", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="The price store folder [env CRYPTO_ML_PRICE_STORE; default ~/.cache/crypto_ml/prices].")
+@click.option("--api-url", default=None, metavar="URL",
+              help="Replace the exchange's public REST base URL (mirror, proxy, test server) "
+                   "[env CRYPTO_ML_EXCHANGE_API_URL].")
+@click.option("--full", is_flag=True, help="Re-read everything from --since, not only what is new.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds per request [env CRYPTO_ML_FETCH_TIMEOUT; default 30].")
+@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr [default: when it is a terminal].")
+def data_fetch(exchange, symbols, top, quote, since, store, api_url, full, timeout, progress) -> None:
+    """Fetch closed daily candles from an exchange into a price store; later runs add only what is new.
+
+    Exit codes: 0 every symbol fetched, 1 some symbol failed (each is printed with its reason),
+    2 a bad request.
+    """
+    from .data.exchange import RetryPolicy
+    from .data.fetch import fetch_prices
+    from .exceptions import ExchangeError
+
+    settings = get_settings()
+    store = store or settings.price_store
+    pairs = None if symbols is None else [s.strip() for s in symbols.split(",") if s.strip()]
+    retry = RetryPolicy(attempts=settings.fetch_retries, backoff=settings.fetch_backoff,
+                        max_wait=settings.fetch_max_wait)
+    show_progress = sys.stderr.isatty() if progress is None else progress
+    with _fetch_progress(show_progress) as notify:
+        try:
+            report = fetch_prices(exchange, store, symbols=pairs, top=top, quote=quote, since=since,
+                                  api_url=api_url or settings.exchange_api_url, timeout=timeout or settings.fetch_timeout,
+                                  retry=retry, full=full, progress=notify)
+        except ExchangeError as exc:
+            # The exchange could not be asked anything (its clock, its markets): nothing was fetched.
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_FAILURES)
+    _print_fetch(report)
+    sys.exit(EXIT_OK if not report.failed else EXIT_FAILURES)
+
+
+class _fetch_progress:  # noqa: N801 - used as a context manager, like a function
+    """A rich progress bar over symbols, with the current symbol's pages; a no-op when hidden."""
+
+    def __init__(self, show: bool) -> None:
+        self.show = show
+
+    def __enter__(self):
+        if not self.show:
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=_console(stderr=True))
+        self.bar.__enter__()
+        self.task = self.bar.add_task("symbols", total=None, detail="")
+        self.pages = 0
+
+        def notify(event: str, symbol: str, count: int) -> None:
+            if event == "symbols":
+                self.bar.update(self.task, total=count)
+            elif event == "start":
+                self.pages = 0
+                self.bar.update(self.task, detail=f"{symbol}: starting")
+            elif event == "page":
+                self.pages += 1
+                self.bar.update(self.task, detail=f"{symbol}: page {self.pages} ({count} candles)")
+            elif event == "done":
+                self.bar.update(self.task, advance=1, detail=f"{symbol}: {count} new")
+
+        return notify
+
+    def __exit__(self, *exc: object) -> None:
+        if self.show:
+            self.bar.__exit__(*exc)
+
+
+def _print_fetch(report) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"{report.exchange} -> {report.store} (exchange clock {report.server_time})",
+                  title_justify="left")
+    for header in ("symbol", "new rows", "replaced", "first", "last", "gaps", "status"):
+        table.add_column(header, justify="right" if header in ("new rows", "replaced", "gaps") else "left")
+    for entry in report.symbols:
+        status = "ok" if entry.status == "ok" else f"[red]failed[/red] {entry.error_type}"
+        gaps = f"{entry.gaps} ({entry.missing_days} d)" if entry.gaps else "0"
+        table.add_row(escape(entry.symbol), str(entry.new_rows), str(entry.replaced_rows), entry.first or "",
+                      entry.last or "", gaps, status)
+    console = _console()
+    console.print(table)
+    for entry in report.failed:
+        console.print(f"failed {entry.symbol}: {entry.error_type}: {entry.error}", highlight=False, markup=False)
+    new = sum(entry.new_rows for entry in report.symbols)
+    console.print(f"{len(report.symbols) - len(report.failed)} of {len(report.symbols)} symbols ok; {new} new rows",
+                  highlight=False)
 
 
 def main() -> None:

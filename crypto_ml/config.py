@@ -81,6 +81,18 @@ class Settings(BaseSettings):
     worker_max_memory_mb: int = Field(default=1500, ge=0)
     # Seconds to wait for one task's result before reporting its coins as timed out.
     task_timeout: float = Field(default=600.0, gt=0)
+    # Where `crypto-ml data fetch` keeps exchange candles (a price store folder).
+    price_store: Path = Path.home() / ".cache" / "crypto_ml" / "prices"
+    # Replaces the exchange's public REST origin (a mirror, a proxy, a local test server); None: the exchange's own.
+    exchange_api_url: str | None = None
+    # Seconds before one exchange request is abandoned and retried.
+    fetch_timeout: float = Field(default=30.0, gt=0)
+    # Tries per exchange request on timeouts, resets and 5xx pages, the first included.
+    fetch_retries: int = Field(default=5, ge=1)
+    # Seconds before the first retry; each retry doubles it, up to 30 s.
+    fetch_backoff: float = Field(default=1.0, ge=0)
+    # The longest Retry-After (429/418) a fetch waits out; a longer ban stops the fetch and says when to rerun.
+    fetch_max_wait: float = Field(default=600.0, ge=0)
     # Library log level; logs go to stderr or log_file, never into the package.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     log_file: Path | None = None

@@ -4,8 +4,13 @@ The tree::
 
     CryptoMLError
      ├── DataFormatError(ValueError)        a file or series cannot be read as prices
-     │    └── SeriesTooShortError           too few points for the model and horizon
+     │    ├── SeriesTooShortError           too few points for the model and horizon
+     │    └── PriceStoreError               a price store's manifest or files disagree, or are not ours
      ├── UnknownCoinError(KeyError)         no such coin in the dataset
+     │    └── UnknownSymbolError            no such trading pair on the exchange (unknown or delisted)
+     ├── ExchangeError(RuntimeError)        an exchange could not give us prices
+     │    ├── ExchangeResponseError         it answered with something that is not its documented format
+     │    └── ExchangeUnavailableError      it did not answer in time, after bounded retries, or banned us
      ├── UnknownModelError(KeyError)        no such model in the registry
      ├── InvalidParameterError(ValueError)  a bad argument: horizon <= 0, unknown model param, ...
      ├── NotFittedError(ValueError, AttributeError)  predict() before fit()
@@ -28,6 +33,11 @@ __all__ = [
     "SeriesTooShortError",
     "UnknownCoinError",
     "UnknownModelError",
+    "PriceStoreError",
+    "UnknownSymbolError",
+    "ExchangeError",
+    "ExchangeResponseError",
+    "ExchangeUnavailableError",
     "InvalidParameterError",
     "NotFittedError",
     "NonPositiveForecastError",
@@ -56,6 +66,26 @@ class UnknownCoinError(KeyError, CryptoMLError):
     def __str__(self) -> str:
         # KeyError.__str__ wraps its message in quotes; keep it readable.
         return str(self.args[0]) if self.args else ""
+
+
+class PriceStoreError(DataFormatError):
+    """A price store whose manifest and files disagree (a file changed or vanished), or a folder that is not a store."""
+
+
+class UnknownSymbolError(UnknownCoinError):
+    """A trading pair the exchange does not list (mistyped, or delisted)."""
+
+
+class ExchangeError(RuntimeError, CryptoMLError):
+    """An exchange could not give us prices; the message names the exchange, the symbol and the URL."""
+
+
+class ExchangeResponseError(ExchangeError):
+    """The exchange answered, but not in its documented format: an HTML page, malformed or partial JSON."""
+
+
+class ExchangeUnavailableError(ExchangeError):
+    """The exchange did not answer after bounded retries, or asked us to wait longer than we are allowed to."""
 
 
 class UnknownModelError(KeyError, CryptoMLError):

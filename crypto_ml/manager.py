@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .config import get_settings
-from .data_loader import CryptoLoader, normalize_name
+from .data import CryptoLoader, normalize_name
 from .engines import Engine, resolve_engine
 from .evaluation import BacktestRun, backtest_batch, coin_failures, date_windows, validate_request
 from .exceptions import CryptoMLError, InvalidParameterError, ModelStoreError

@@ -61,7 +61,7 @@ def load_dated_series(reference: dict[str, Any], coin: str) -> tuple[np.ndarray,
 def _reference_series(reference: dict[str, Any], coin: str) -> tuple[np.ndarray, np.ndarray]:
     """``coin``'s dates and prices from the referenced dataset, read once per process and checked against its hash."""
     from .config import get_settings
-    from .data_loader import CryptoLoader
+    from .data import CryptoLoader
 
     path = Path(reference["path"])
     if not path.exists():

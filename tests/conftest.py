@@ -117,3 +117,15 @@ def start_worker(services, tmp_path):
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture
+def coins(tmp_path) -> Path:
+    """A clean folder: three well-formed coins, names with spaces and hyphens (tests/test_data_*.py)."""
+    from data_helpers import daily_rows, write_coin
+
+    folder = tmp_path / "coins"
+    write_coin(folder, "Bitcoin", daily_rows(30, start_price=3000.0))
+    write_coin(folder, "Bitcoin Cash", daily_rows(20, start_price=300.0))
+    write_coin(folder, "I-O Coin", daily_rows(10, start_price=0.5))
+    return folder

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data_loader import normalize_name
+from ..data import normalize_name
 from ..evaluation import BENCHMARK, BacktestRun
 from ..exceptions import CryptoMLError, InvalidParameterError
 from ..models.base import level_label
@@ -67,7 +67,7 @@ def _plot_coins(run: BacktestRun, requested: list[str] | None) -> tuple[list[str
 
 def _history(run: BacktestRun) -> Any:
     """A loader over the run's data, or None when it is gone or differs from what the run read."""
-    from ..data_loader import CryptoLoader
+    from ..data import CryptoLoader
 
     try:
         loader = CryptoLoader(run.data_path, **run.data_filters)
