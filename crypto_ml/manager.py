@@ -65,6 +65,21 @@ class CryptoManager:
         self.batch_size = batch_size
         self.workers = workers
 
+    def use_data(self, data: Any) -> None:
+        """Forecast other prices from now on: a long-format DataFrame (see ``CryptoLoader.from_frame``) or a path.
+
+        Raises:
+            DataFormatError: the data cannot be read; InvalidParameterError: it is neither.
+        """
+        import pandas as pd
+
+        if isinstance(data, CryptoLoader):
+            self.loader = data
+        elif isinstance(data, pd.DataFrame):
+            self.loader = CryptoLoader.from_frame(data)
+        else:
+            self.loader = CryptoLoader(data)
+
     @property
     def engine(self) -> Engine:
         """The engine, resolved (and for ``auto``, probed) on first use."""
@@ -86,6 +101,7 @@ class CryptoManager:
         transfer: str | None = None,
         from_store: bool = False,
         store: str | Path | None = None,
+        data: Any = None,
     ) -> ForecastRun:
         """Forecast every coin (or the given ones) ``horizon`` steps ahead, with prediction intervals.
 
@@ -105,6 +121,9 @@ class CryptoManager:
             from_store: Forecast with each coin's latest stored model (see ``train``)
                 instead of fitting; ``params`` given must match the stored ones.
             store: The model store directory; None uses ``CRYPTO_ML_MODEL_STORE``.
+            data: Other prices for this and later calls: a long-format pandas DataFrame
+                (``symbol, date, close`` or ``unique_id, ds, y``; see ``CryptoLoader.from_frame``)
+                or a dataset path. None keeps the manager's loader.
 
         Returns:
             A ``ForecastRun`` with one ``CoinForecast`` per coin, in the requested order.
@@ -119,6 +138,8 @@ class CryptoManager:
         """
         horizon = validate_horizon(horizon)
         levels = validate_levels(levels)
+        if data is not None:
+            self.use_data(data)
         model = resolve_name(model if model is not None else get_settings().model)
         params = dict(params or {})
         get_model(model, **params)  # rejects bad parameters before anything is sent
@@ -140,7 +161,7 @@ class CryptoManager:
             engine=engine.name,
             engine_reason=engine.reason,
             transfer=transfer,
-            data_path=str(self.loader.data_path),
+            data_path=self.loader.source,
             results=results,
             started_at=started_at,
             seconds=round(time.perf_counter() - clock, 3),
@@ -206,6 +227,7 @@ class CryptoManager:
         progress: bool | None = None,
         transfer: str | None = None,
         levels: Any = None,
+        data: Any = None,
     ) -> BacktestRun:
         """Walk-forward backtest of each model on every coin (or the given ones), against the random walk.
 
@@ -236,6 +258,8 @@ class CryptoManager:
         """
         names, horizon, windows, step, params = validate_request(models, horizon, windows, step, params)
         levels = validate_levels(levels)
+        if data is not None:
+            self.use_data(data)  # a DataFrame or a path, as in send_tasks
         for name in names:
             self._check_installed(name)
         started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -273,7 +297,7 @@ class CryptoManager:
             step=step,
             engine=engine.name,
             engine_reason=engine.reason,
-            data_path=str(loader.data_path),
+            data_path=loader.source,
             data_hash=loader.data_hash(),
             seconds=round(time.perf_counter() - clock, 3),
             started_at=started_at,
@@ -325,6 +349,8 @@ class CryptoManager:
         series: list[dict[str, Any]] = []
         extra = dict(task)
         if transfer == "reference":
+            # Workers read data by path and hash: prices only in this process's memory are written first.
+            self.loader = self.loader.persist(get_settings().price_store / "frames")
             extra["data"] = dataset_reference(self.loader)
             series = [{"coin": coin} for coin in ordered]
         else:
@@ -382,7 +408,7 @@ class CryptoManager:
         # Local processes get arrays cheaply; only the broker pays for big inline payloads.
         if engine.name != "celery":
             return "inline"
-        size_mb = _data_bytes(Path(self.loader.data_path)) / 1e6
+        size_mb = self.loader.size_bytes() / 1e6
         return "reference" if size_mb > settings.reference_threshold_mb else "inline"
 
     def _batches(self, series: list[dict[str, Any]], slots: int, extra: dict[str, Any]) -> list[dict[str, Any]]:
@@ -408,13 +434,6 @@ class CryptoManager:
                 print(f"{result.coin} {values}", file=out)
             else:
                 print(f"{result.coin} FAILED {result.error_type}: {result.error}", file=out)
-
-
-def _data_bytes(path: Path) -> int:
-    """Bytes of a dataset on disk: the long-format file, or the folder's files."""
-    if path.is_file():
-        return path.stat().st_size
-    return sum(entry.stat().st_size for entry in path.iterdir() if entry.is_file())
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ import os
 from datetime import date, datetime
 from numbers import Integral
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,7 @@ import pandas as pd
 from ..exceptions import DataFormatError, InvalidParameterError, UnknownCoinError
 from .coinmarketcap import _decompress, _load_coin_file
 from .long_table import (
+    _arrow_long_table,
     _csv_symbols,
     _LongTable,
     _parquet_column,
@@ -34,6 +36,10 @@ from .long_table import (
 )
 from .quality import CoinReport, DataReport, _clean, _Failure, _gap_stats, _Parsed
 from .schema import COLUMNS, LONG_SUFFIXES, _header_key, normalize_name
+from .store import PriceStore, is_price_store
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 logger = logging.getLogger(__name__)
 
@@ -84,9 +90,11 @@ class CryptoLoader:
     """Reads a dataset of coin price histories, parsing each coin once.
 
     Args:
-        data_path: A directory of CoinMarketCap CSVs (one per coin), or a
-            long-format ``.csv``/``.csv.gz``/``.parquet`` file. None reads
-            ``crypto_ml.config.get_settings().resolved_data_dir()``.
+        data_path: A directory of CoinMarketCap CSVs (one per coin), a
+            long-format ``.csv``/``.csv.gz``/``.parquet`` file, or a price store
+            folder written by ``crypto-ml data fetch``. None reads
+            ``crypto_ml.config.get_settings().resolved_data_dir()``. For a
+            DataFrame in memory, use :meth:`from_frame`.
         max_points: Keep only the most recent N rows of each coin (after the
             date bounds). None keeps all.
         from_date: First date to keep, inclusive (ISO string, date, datetime or Timestamp).
@@ -98,7 +106,7 @@ class CryptoLoader:
             or ``from_date`` after ``to_date``.
 
     Attributes:
-        data_path: The resolved dataset path.
+        data_path: The resolved dataset path; None for a loader made by :meth:`from_frame`.
     """
 
     def __init__(self, data_path=None, max_points=None, from_date=None, to_date=None) -> None:
@@ -106,21 +114,57 @@ class CryptoLoader:
             from ..config import get_settings
 
             data_path = get_settings().resolved_data_dir()
+        if isinstance(data_path, pd.DataFrame):
+            raise InvalidParameterError("CryptoLoader(path) reads files; for a DataFrame use "
+                                        "CryptoLoader.from_frame(frame)")
         if not isinstance(data_path, (str, os.PathLike)) or not str(data_path):
             raise InvalidParameterError(f"data_path must be a folder or a file path, got {data_path!r}")
         path = Path(os.path.expanduser(data_path))
         if not path.exists():
             raise DataFormatError(f"data path {str(path)!r} does not exist; pass --data PATH or set "
                                   "CRYPTO_ML_DATA_DIR to a folder of coin CSVs or a long-format file")
-        self._long = not path.is_dir()
-        if self._long and not path.name.lower().endswith(LONG_SUFFIXES):
+        # A price store is a folder, but read as one long table: its files are a symbol's years.
+        self._store = PriceStore(path) if path.is_dir() and is_price_store(path) else None
+        self._long = not path.is_dir() or self._store is not None
+        if not path.is_dir() and not path.name.lower().endswith(LONG_SUFFIXES):
             raise DataFormatError(f"{str(path)!r} is neither a folder nor a .csv, .csv.gz or .parquet file; "
                                   "pass --data PATH or set CRYPTO_ML_DATA_DIR to a folder of coin CSVs "
                                   "or a long-format file")
+        self.data_path: Path | None = path
+        self._frame: pa.Table | None = None
+        self._set_selection(max_points, from_date, to_date)
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, max_points=None, from_date=None, to_date=None) -> CryptoLoader:
+        """A loader over prices already in memory: a long-format DataFrame, one row per coin and day.
+
+        The columns are ``symbol, date, close`` (optionally ``open, high, low, volume,
+        market_cap``), or statsforecast's ``unique_id, ds, y``. The rows go through
+        the same checks, repairs, warnings and errors as a long-format file.
+
+        Args:
+            frame: The prices.
+            max_points, from_date, to_date: As for :class:`CryptoLoader`.
+
+        Raises:
+            DataFormatError: a needed column is missing, or the frame has no rows.
+            InvalidParameterError: ``frame`` is not a DataFrame, or a bad selection.
+        """
+        from .frames import frame_to_arrow
+
+        loader = cls.__new__(cls)
+        loader._frame = frame_to_arrow(frame)
+        loader._store = None
+        loader._long = True
+        loader.data_path = None
+        loader._set_selection(max_points, from_date, to_date)
+        loader._long_table()  # a missing column or bad rows show now, not on the first forecast
+        return loader
+
+    def _set_selection(self, max_points, from_date, to_date) -> None:
         if max_points is not None and (isinstance(max_points, bool) or not isinstance(max_points, Integral)
                                        or max_points < 1):
             raise InvalidParameterError(f"max_points={max_points!r} must be an integer >= 1 (or None for all rows)")
-        self.data_path = path
         self.max_points = None if max_points is None else int(max_points)
         self.from_date = _date_bound(from_date, "from_date")
         self.to_date = _date_bound(to_date, "to_date")
@@ -134,7 +178,42 @@ class CryptoLoader:
         self._cache: dict[str, _Parsed | _Span | _Failure] = {}
         self._duplicates: tuple[list[list[str]], list[str]] | None = None
 
+    @property
+    def source(self) -> str:
+        """What the data is, for messages and reports: the path, or ``<DataFrame>``."""
+        return "<DataFrame>" if self.data_path is None else str(self.data_path)
+
+    @property
+    def _label(self) -> str:
+        return "DataFrame" if self.data_path is None else self.data_path.name
+
+    def persist(self, folder: str | os.PathLike[str]) -> CryptoLoader:
+        """This loader's data in a file another process can read; a file-backed loader is returned as is.
+
+        A DataFrame becomes ``FOLDER/<sha256>.parquet``, written once and atomically.
+
+        Celery workers read data by reference (path and hash), so prices that exist
+        only in this process's memory are written first.
+        """
+        if self.data_path is not None:
+            return self
+        from .frames import write_frame_file
+
+        path = write_frame_file(self._frame, Path(folder), self.data_hash())
+        return CryptoLoader(path, max_points=self.max_points, from_date=self.from_date, to_date=self.to_date)
+
+    def size_bytes(self) -> int:
+        """The dataset's size: bytes on disk (every file of a folder or store), or in memory for a DataFrame."""
+        if self._frame is not None:
+            return int(self._frame.nbytes)
+        assert self.data_path is not None
+        if self.data_path.is_file():
+            return self.data_path.stat().st_size
+        return sum(path.stat().st_size for path in self.data_path.rglob("*") if path.is_file())
+
     def __repr__(self) -> str:
+        if self.data_path is None:
+            return f"CryptoLoader.from_frame(<{self._frame.num_rows if self._frame is not None else 0} rows>)"
         return f"CryptoLoader({str(self.data_path)!r})"
 
     # --- discovery ---
@@ -179,9 +258,29 @@ class CryptoLoader:
 
     def _long_table(self) -> _LongTable:
         if self._table is None:
-            self._table = _read_long_table(self.data_path)
+            if self._frame is not None:
+                self._table = _arrow_long_table(self._frame, self._label)
+            elif self._store is not None:
+                self._table = _arrow_long_table(self._store_table(), self._label)
+            else:
+                self._table = _read_long_table(self.data_path)
             _release_arrow_memory()
         return self._table
+
+    def _store_table(self) -> pa.Table:
+        """A price store's candles as one long table; a symbol is a coin (``exchange:symbol`` when several exchanges)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        table = self._store.read()
+        if table.num_rows == 0:
+            raise DataFormatError(f"the price store {self.data_path} holds no candles yet; run "
+                                  "`crypto-ml data fetch --store ...` first")
+        symbol = table.column("symbol")
+        if len(pc.unique(table.column("exchange"))) > 1:
+            symbol = pc.binary_join_element_wise(table.column("exchange"), symbol, ":")
+        return pa.table({"symbol": symbol, "date": table.column("date"),
+                         **{name: table.column(name) for name in ("open", "high", "low", "close", "volume")}})
 
     def _read_long_names(self) -> list[str]:
         """The coins of a long-format file from its symbol column alone.
@@ -190,6 +289,8 @@ class CryptoLoader:
         and pandas might read differently) is left to the full read, which lists
         the coins or raises exactly as it always did.
         """
+        if self.data_path is None or self._store is not None:
+            return list(self._long_table().names)  # already in memory, or a few small files
         path, label = self.data_path, self.data_path.name
         try:
             if path.name.lower().endswith(".parquet"):
@@ -235,7 +336,7 @@ class CryptoLoader:
             return UnknownCoinError(f"{name!r} is not a coin in {self.data_path}: {skipped[key]}. "
                                     "Run `crypto-ml data list` to see all coins.")
         close = difflib.get_close_matches(key, names, n=3, cutoff=0.6)
-        hint = f"; did you mean: {', '.join(close)}?" if close else f" in {self.data_path}."
+        hint = f"; did you mean: {', '.join(close)}?" if close else f" in {self.source}."
         return UnknownCoinError(f"unknown coin {key!r}{hint} Run `crypto-ml data list` to see all coins.")
 
     def _parsed(self, name: str) -> _Parsed | _Span:
@@ -259,7 +360,7 @@ class CryptoLoader:
             number = table.index.get(key)
             if number is None:
                 raise self._unknown(name, key, table.names)
-            label = f"{self.data_path.name} [{key}]"
+            label = f"{self._label} [{key}]"
             if table.clean[number]:
                 # Checked in _read_long_table: nothing for _clean to drop, sort or warn about.
                 return table.span(number, label)
@@ -437,8 +538,8 @@ class CryptoLoader:
         """
         if self._long:
             table = self._long_table()
-            coins = [self._coin_report(name, str(self.data_path)) for name in table.names]
-            return DataReport(path=str(self.data_path), coins=coins, warnings=list(table.warnings))
+            coins = [self._coin_report(name, self.source) for name in table.names]
+            return DataReport(path=self.source, coins=coins, warnings=list(table.warnings))
         coins = [self._coin_report(name, str(path))
                  for name, path in sorted(self._coin_files(), key=lambda t: (t[0], t[1].name))]
         duplicates, messages = self._find_duplicates()
@@ -455,8 +556,15 @@ class CryptoLoader:
 
         Covers every coin file's name and bytes, in file-name order (or the
         single long-format file), so renaming or editing a coin changes it and
-        adding a README does not.
+        adding a README does not. A price store hashes its manifest's file
+        hashes; a DataFrame, its rows.
         """
+        if self._store is not None:
+            return self._store.data_hash()
+        if self._frame is not None:
+            from .frames import frame_hash
+
+            return frame_hash(self._frame)
         digest = hashlib.sha256()
         paths = [self.data_path] if self._long else [path for _, path in self._coin_files()]
         for path in paths:

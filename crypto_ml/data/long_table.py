@@ -355,7 +355,7 @@ def _csv_symbols(data: bytes, label: str):
 def _read_long_table(path: Path) -> _LongTable:
     """Read, convert and check the whole long-format file; each coin is then a slice of it."""
     label = path.name
-    raw: pd.DataFrame | pa.Table
+    raw: pd.DataFrame | pa.Table | None
     if path.name.lower().endswith(".parquet"):
         # pyarrow directly rather than pandas.read_parquet: only the needed
         # columns are read, and none is turned into Python objects.
@@ -372,6 +372,27 @@ def _read_long_table(path: Path) -> _LongTable:
                                      extra=("symbol",))
         columns, n = {name: frame[name] for name in frame.columns}, len(frame)
         raw = frame.loc[:, ["Date", "Close"]]
+    return _build_long_table(columns, n, raw, label)
+
+
+def _arrow_long_table(table: pa.Table, label: str) -> _LongTable:
+    """:func:`_read_long_table` for a long table already in memory (a price store's files, a user's DataFrame).
+
+    The columns are matched, converted and checked exactly as a Parquet file's are,
+    so the same rows give the same coins, warnings and errors whatever their source.
+    """
+    names = [str(name) for name in table.column_names]
+    targets = _column_targets([name.strip() for name in names], label, extra=("symbol",))
+    fields = {target: names[position] for target, position in targets.items()}
+    columns: dict[str, object] = {target: _parquet_column(table, field, table.schema.field(field).type)
+                                  for target, field in fields.items()}
+    raw = table.select([fields["Date"], fields["Close"]])
+    return _build_long_table(columns, table.num_rows, raw, label)
+
+
+def _build_long_table(columns: dict[str, object], n: int, raw: pd.DataFrame | pa.Table | None,
+                      label: str) -> _LongTable:
+    """Group and check a long table's standardised columns: the part every source shares."""
     if n == 0:
         raise DataFormatError(f"{label} has no data rows (only a header); re-export it or pass another --data")
     ids, names = _symbol_ids(columns.pop("symbol"))
