@@ -411,9 +411,9 @@ class ExchangeSource:
         for name, value in zip(("open", "high", "low", "close", "volume"), row[1:6]):
             number = float(value) if isinstance(value, (int, float)) else math.nan
             if not math.isfinite(number) or number < 0 or (number == 0 and name != "volume"):
-                raise DataFormatError(f"{self.id} {symbol} {day}: {name}={value!r} is not a positive price; "
-                                      "the candle is rejected and nothing after it is stored until the exchange "
-                                      "corrects it")
+                what = "a volume" if name == "volume" else "a positive price"
+                raise DataFormatError(f"{self.id} {symbol} {day}: {name}={value!r} is not {what}; the candle is "
+                                      "rejected, and nothing of this fetch is stored for the symbol")
             values.append(number)
         return [float(stamp), *values]
 
