@@ -25,6 +25,25 @@ from fake_binance import FakeBinance, Listing, day_ms  # noqa: E402
 NOW = datetime(2024, 3, 10, 12, 0, tzinfo=timezone.utc)
 
 
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch):
+    """Refuse, and fail the test for, any connection to a host that is not this machine: none is ever needed."""
+    import ipaddress
+    import socket
+
+    connect, attempts = socket.socket.connect, []
+
+    def guarded(sock, address):
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and not ipaddress.ip_address(address[0]).is_loopback:
+            attempts.append(address[0])  # ccxt turns the refusal into a NetworkError: record it to fail loudly
+            raise ConnectionRefusedError(f"a test tried to reach {address[0]}")
+        return connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+    yield
+    assert not attempts, f"the test tried to leave this machine: {attempts}"
+
+
 @pytest.fixture
 def server():
     listings = [Listing("BTC", "USDT", "2021-01-01", 30_000.0, 9e9), Listing("ETH", "USDT", "2023-06-01", 2_000.0, 5e9),

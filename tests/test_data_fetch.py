@@ -148,6 +148,20 @@ def test_gaps_are_reported_and_never_filled(server, tmp_path):
     assert len(stored(tmp_path / "s", "SOL/USDT")) == len(expected_closed(server, "SOLUSDT"))
 
 
+def test_the_progress_bar_shows_symbols_and_pages(server, tmp_path):
+    done = fetch(server, tmp_path / "s", "--progress")
+    assert done.returncode == 0, done.stderr
+    assert "symbols" in done.stderr and "2/2" in done.stderr and "new" in done.stderr
+
+
+def test_the_api_url_can_come_from_the_environment(server, tmp_path):
+    args = [sys.executable, "-m", "crypto_ml", "data", "fetch", "--symbols", "ETH/USDT", "--store", str(tmp_path / "s")]
+    env = {**os.environ, "CRYPTO_ML_EXCHANGE_API_URL": server.url, "CRYPTO_ML_FETCH_BACKOFF": "0"}
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert len(stored(tmp_path / "s", "ETH/USDT")) == len(server.klines(server.listings["ETHUSDT"], 0, None, 10**6)) - 1
+
+
 def test_top_pairs_by_volume(server, tmp_path):
     done = fetch(server, tmp_path / "s", "--top", "2", "--quote", "USDT", symbols="")
     assert done.returncode == 0, done.stderr
