@@ -24,17 +24,32 @@ from .harness import DEFAULT_CACHE, DEFAULT_OUT, Options, Report, machine_line
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks",
-                                     description="Run crypto_ml's benchmarks; print a table and write JSON for each.")
-    parser.add_argument("--quick", action="store_true",
-                        help="small sizes: a smoke run in about two minutes; figures are only indicative")
-    parser.add_argument("--only", default="", metavar="NAME,...",
-                        help=f"run only these, in this order (default: all): {', '.join(BENCHMARKS)}")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description="Run crypto_ml's benchmarks; print a table and write JSON for each."
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes: a smoke run in about two minutes; figures are only indicative",
+    )
+    parser.add_argument(
+        "--only",
+        default="",
+        metavar="NAME,...",
+        help=f"run only these, in this order (default: all): {', '.join(BENCHMARKS)}",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where <name>.json goes (default: %(default)s)")
-    parser.add_argument("--cache", type=Path, default=Path(os.environ.get("CRYPTO_ML_BENCH_CACHE") or DEFAULT_CACHE),
-                        help="where generated datasets are kept between runs (default: %(default)s)")
-    parser.add_argument("--profile", action="store_true",
-                        help="profile each benchmark's own process with pyinstrument into <out>/<name>.profile.txt")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(os.environ.get("CRYPTO_ML_BENCH_CACHE") or DEFAULT_CACHE),
+        help="where generated datasets are kept between runs (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="profile each benchmark's own process with pyinstrument into <out>/<name>.profile.txt",
+    )
     args = parser.parse_args(argv)
     names = [name.strip() for name in args.only.split(",") if name.strip()] or list(BENCHMARKS)
     unknown = [name for name in names if name not in BENCHMARKS]

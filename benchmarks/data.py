@@ -18,8 +18,9 @@ SERIES_SEED = 0
 MIN_POINTS, MAX_POINTS = 900, 1100
 
 
-def synthetic_dataset(options: Options, n_series: int, *, min_points: int = MIN_POINTS,
-                      max_points: int = MAX_POINTS) -> Path:
+def synthetic_dataset(
+    options: Options, n_series: int, *, min_points: int = MIN_POINTS, max_points: int = MAX_POINTS
+) -> Path:
     """A long-format Parquet file of ``n_series`` generated coins, made on first use and then reused.
 
     Series ``i`` depends only on the seed and ``i`` (see ``generate_dataset``),

@@ -78,8 +78,9 @@ class TimedLoader(CryptoLoader):
             return super().data_hash()
 
 
-def _send(path: Path, engine: Any, *, batch_size: int | None = None, transfer: str | None = None,
-          horizon: int = 10) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def _send(
+    path: Path, engine: Any, *, batch_size: int | None = None, transfer: str | None = None, horizon: int = 10
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """One ``send_tasks`` from a fresh loader: its figures, and the forecasts by coin."""
     from crypto_ml.manager import CryptoManager
 
@@ -89,10 +90,17 @@ def _send(path: Path, engine: Any, *, batch_size: int | None = None, transfer: s
     run = manager.send_tasks("linear", horizon=horizon, verbose=False, progress=False, transfer=transfer)
     seconds = time.perf_counter() - start
     load = sum(loader.seconds.values())
-    figures = {"series": len(run), "ok": len(run.ok), "failed": len(run.failed), "transfer": run.transfer,
-               "seconds": seconds, "producer_load_s": load, "rest_s": seconds - load,
-               "load_split_s": {key: round(value, 3) for key, value in loader.seconds.items()},
-               "series_per_s": rate(len(run.ok), seconds)}
+    figures = {
+        "series": len(run),
+        "ok": len(run.ok),
+        "failed": len(run.failed),
+        "transfer": run.transfer,
+        "seconds": seconds,
+        "producer_load_s": load,
+        "rest_s": seconds - load,
+        "load_split_s": {key: round(value, 3) for key, value in loader.seconds.items()},
+        "series_per_s": rate(len(run.ok), seconds),
+    }
     forecasts = {r.coin: np.asarray(r.forecast) for r in run.ok}
     del run, manager, loader
     gc.collect()  # a 10,000-series loader holds gigabytes; free it before the next way runs
@@ -107,8 +115,14 @@ def _tasks(n_series: int, slots: int, batch_size: int | None) -> int:
     return math.ceil(n_series / size)
 
 
-def run(options: Options, *, n_series: int | None = None, seed_series: int | None = None, workers: int = 2,
-        horizon: int = 10) -> Report:
+def run(
+    options: Options,
+    *,
+    n_series: int | None = None,
+    seed_series: int | None = None,
+    workers: int = 2,
+    horizon: int = 10,
+) -> Report:
     """Run the three ways on the same data in one run and compare them.
 
     Args:
@@ -129,15 +143,33 @@ def run(options: Options, *, n_series: int | None = None, seed_series: int | Non
     seed_series = min(seed_series or (200 if options.quick else 1000), n_series)
     big = synthetic_dataset(options, n_series)
     small = synthetic_dataset(options, seed_series)  # the same series as big's first seed_series
-    report = Report(NAME, TITLE, options, {
-        "model": "linear", "horizon": horizon, "n_series": n_series, "seed_shape_series": seed_series,
-        "local_workers": workers, "celery_worker_concurrency": workers,
-        "reference_threshold_mb": get_settings().reference_threshold_mb,
-        "dataset": describe(big), "seed_shape_dataset": describe(small),
-    })
-    report.set_columns(("way", "way"), ("transfer", "transfer"), ("series", "series"), ("tasks", "tasks"),
-                       ("seconds", "seconds"), ("producer_load_s", "producer load s"), ("rest_s", "rest s"),
-                       ("series_per_s", "series/s"), ("failed", "failed"))
+    report = Report(
+        NAME,
+        TITLE,
+        options,
+        {
+            "model": "linear",
+            "horizon": horizon,
+            "n_series": n_series,
+            "seed_shape_series": seed_series,
+            "local_workers": workers,
+            "celery_worker_concurrency": workers,
+            "reference_threshold_mb": get_settings().reference_threshold_mb,
+            "dataset": describe(big),
+            "seed_shape_dataset": describe(small),
+        },
+    )
+    report.set_columns(
+        ("way", "way"),
+        ("transfer", "transfer"),
+        ("series", "series"),
+        ("tasks", "tasks"),
+        ("seconds", "seconds"),
+        ("producer_load_s", "producer load s"),
+        ("rest_s", "rest s"),
+        ("series_per_s", "series/s"),
+        ("failed", "failed"),
+    )
 
     local, local_forecasts = _send(big, LocalEngine(workers), horizon=horizon)
     report.add_row(way=f"local engine ×{workers}", tasks=_tasks(n_series, workers, None), **local)
@@ -162,10 +194,15 @@ def run(options: Options, *, n_series: int | None = None, seed_series: int | Non
         pool_after = worker.pool_pids()
     kept = sorted(pool_before) == sorted(pool_after)
     report.extra["pool_processes_kept"] = kept
-    report.note(f"worker started with CRYPTO_ML_WORKER_MAX_MEMORY_MB={WORKER_MAX_MEMORY_MB} (the file's read peaks "
-                "near 2.1 GB per process; the 1,500 MB default would replace each process after every task): "
-                + ("the same pool processes ran every task" if kept else
-                   f"[yellow]pool processes were replaced[/] ({pool_before} -> {pool_after}): tasks restarted cold"))
+    report.note(
+        f"worker started with CRYPTO_ML_WORKER_MAX_MEMORY_MB={WORKER_MAX_MEMORY_MB} (the file's read peaks "
+        "near 2.1 GB per process; the 1,500 MB default would replace each process after every task): "
+        + (
+            "the same pool processes ran every task"
+            if kept
+            else f"[yellow]pool processes were replaced[/] ({pool_before} -> {pool_after}): tasks restarted cold"
+        )
+    )
 
     # The same forecasts either way: a cheap check that the figures measure the same work.
     common = sorted(set(local_forecasts) & set(cold_forecasts))
@@ -173,30 +210,42 @@ def run(options: Options, *, n_series: int | None = None, seed_series: int | Non
     report.extra["celery_vs_local_max_abs_diff"] = diff
     report.note(f"celery and local forecasts agree on {len(common):,} series: max |Δ| = {diff:.3g}")
 
-    report.note(f"transfer picked by auto for celery: {cold['transfer']} (dataset "
-                f"{report.parameters['dataset']['megabytes']} MB, threshold "
-                f"{report.parameters['reference_threshold_mb']:g} MB)")
+    report.note(
+        f"transfer picked by auto for celery: {cold['transfer']} (dataset "
+        f"{report.parameters['dataset']['megabytes']} MB, threshold "
+        f"{report.parameters['reference_threshold_mb']:g} MB)"
+    )
     report.note(f"producer load split (s), local: {local['load_split_s']}; celery cold: {cold['load_split_s']}")
     worker_read = cold["seconds"] - warm["seconds"]
-    report.note(f"worker-side loading (cold − warm: each pool process reads the file, cuts each coin and imports "
-                f"the model's libraries once, then keeps them): {worker_read:.1f} s")
-    versus_local = report.target("celery (cold) ÷ local, series/s", cold["series_per_s"] / local["series_per_s"],
-                                 ">=", CELERY_VS_LOCAL)
-    report.target("celery (warm) ÷ local, series/s", warm["series_per_s"] / local["series_per_s"],
-                  ">=", CELERY_VS_LOCAL)
-    versus_seed = report.target("celery (cold) ÷ seed shape, series/s", cold["series_per_s"] / seed["series_per_s"],
-                                ">=", CELERY_VS_SEED)
-    report.target("celery (warm) ÷ seed shape, series/s", warm["series_per_s"] / seed["series_per_s"],
-                  ">=", CELERY_VS_SEED)
+    report.note(
+        f"worker-side loading (cold − warm: each pool process reads the file, cuts each coin and imports "
+        f"the model's libraries once, then keeps them): {worker_read:.1f} s"
+    )
+    versus_local = report.target(
+        "celery (cold) ÷ local, series/s", cold["series_per_s"] / local["series_per_s"], ">=", CELERY_VS_LOCAL
+    )
+    report.target(
+        "celery (warm) ÷ local, series/s", warm["series_per_s"] / local["series_per_s"], ">=", CELERY_VS_LOCAL
+    )
+    versus_seed = report.target(
+        "celery (cold) ÷ seed shape, series/s", cold["series_per_s"] / seed["series_per_s"], ">=", CELERY_VS_SEED
+    )
+    report.target(
+        "celery (warm) ÷ seed shape, series/s", warm["series_per_s"] / seed["series_per_s"], ">=", CELERY_VS_SEED
+    )
     if versus_seed["met"] is False:
         per = 1e3 / n_series  # ms per series
-        report.note(f"celery/seed missed: per series, celery (cold) takes {cold['seconds'] * per:.2f} ms = "
-                    f"{cold['producer_load_s'] * per:.2f} ms producer loading + {worker_read * per:.2f} ms worker "
-                    f"loading + {(cold['rest_s'] - worker_read) * per:.2f} ms forecasting and transfer; the seed shape "
-                    f"takes {1e3 * seed['seconds'] / seed_series:.2f} ms "
-                    f"({1e3 * seed['producer_load_s'] / seed_series:.2f} ms of it loading)")
+        report.note(
+            f"celery/seed missed: per series, celery (cold) takes {cold['seconds'] * per:.2f} ms = "
+            f"{cold['producer_load_s'] * per:.2f} ms producer loading + {worker_read * per:.2f} ms worker "
+            f"loading + {(cold['rest_s'] - worker_read) * per:.2f} ms forecasting and transfer; the seed shape "
+            f"takes {1e3 * seed['seconds'] / seed_series:.2f} ms "
+            f"({1e3 * seed['producer_load_s'] / seed_series:.2f} ms of it loading)"
+        )
     if versus_local["met"] is False:
-        report.note(f"celery/local missed: celery spends {cold['producer_load_s']:.1f} s in the producer and "
-                    f"{worker_read:.1f} s reading the dataset again in each worker process; local spends "
-                    f"{local['producer_load_s']:.1f} s loading and {local['rest_s']:.1f} s computing")
+        report.note(
+            f"celery/local missed: celery spends {cold['producer_load_s']:.1f} s in the producer and "
+            f"{worker_read:.1f} s reading the dataset again in each worker process; local spends "
+            f"{local['producer_load_s']:.1f} s loading and {local['rest_s']:.1f} s computing"
+        )
     return report

@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -39,11 +39,27 @@ DEFAULT_CACHE = DEFAULT_OUT / "cache"
 
 # Libraries whose versions explain a figure. Read from package metadata, so
 # describing the machine never imports TensorFlow (seconds and ~850 MB).
-LIBRARIES = ("crypto-ml", "numpy", "pandas", "pyarrow", "scikit-learn", "celery", "kombu", "redis",
-             "tensorflow", "keras", "statsforecast", "rich")
+LIBRARIES = (
+    "crypto-ml",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "scikit-learn",
+    "celery",
+    "kombu",
+    "redis",
+    "tensorflow",
+    "keras",
+    "statsforecast",
+    "rich",
+)
 
-_COMPARE: dict[str, Callable[[float, float], bool]] = {">=": operator.ge, "<=": operator.le,
-                                                        ">": operator.gt, "<": operator.lt}
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    ">": operator.gt,
+    "<": operator.lt,
+}
 
 
 @dataclass
@@ -127,9 +143,11 @@ def machine_line(info: dict[str, Any] | None = None) -> str:
     """One line describing the machine, printed before the tables so a pasted result carries it."""
     info = info or machine()
     libraries = ", ".join(f"{name} {version}" for name, version in info["libraries"].items() if version)
-    return (f"{info['cpu']}, {info['cores_usable']}/{info['cores']} cores, {info['memory_gib']} GiB RAM, "
-            f"load {' '.join(map(str, info['load_average']))}; Python {info['python']} on {info['os']}; "
-            f"{libraries}; broker {info['broker_url']}, backend {info['result_backend']}")
+    return (
+        f"{info['cpu']}, {info['cores_usable']}/{info['cores']} cores, {info['memory_gib']} GiB RAM, "
+        f"load {' '.join(map(str, info['load_average']))}; Python {info['python']} on {info['os']}; "
+        f"{libraries}; broker {info['broker_url']}, backend {info['result_backend']}"
+    )
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -220,7 +238,7 @@ class Report:
         self.extra: dict[str, Any] = {}
         self.skipped: str | None = None
         self.error: str | None = None
-        self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
         self._clock = time.perf_counter()
         self._machine_start = machine()
 
@@ -262,31 +280,41 @@ class Report:
         gap = None
         if measured:
             gap = (threshold - value) if op in (">=", ">") else (value - threshold)
-        entry = {"name": name, "value": value, "op": op, "threshold": threshold, "unit": unit, "met": met,
-                 "gap": gap, "gap_percent": (100 * gap / threshold) if gap is not None and threshold else None}
+        entry = {
+            "name": name,
+            "value": value,
+            "op": op,
+            "threshold": threshold,
+            "unit": unit,
+            "met": met,
+            "gap": gap,
+            "gap_percent": (100 * gap / threshold) if gap is not None and threshold else None,
+        }
         self.targets.append(entry)
         return entry
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document: what ran, where, with what, and every figure."""
-        return _json_safe({
-            "benchmark": self.name,
-            "title": self.title,
-            "quick": self.options.quick,
-            "started_at": self.started_at,
-            "seconds": round(time.perf_counter() - self._clock, 3),
-            "machine": self._machine_start,
-            "load_average_end": [round(x, 2) for x in os.getloadavg()],
-            "command": " ".join([Path(sys.executable).name, *sys.argv]),
-            "parameters": self.parameters,
-            "columns": [{"key": key, "header": header} for key, header in self.columns],
-            "rows": self.rows,
-            "targets": self.targets,
-            "notes": [Text.from_markup(note).plain for note in self.notes],  # colours are for the terminal
-            "skipped": self.skipped,
-            "error": self.error,
-            **self.extra,
-        })
+        return _json_safe(
+            {
+                "benchmark": self.name,
+                "title": self.title,
+                "quick": self.options.quick,
+                "started_at": self.started_at,
+                "seconds": round(time.perf_counter() - self._clock, 3),
+                "machine": self._machine_start,
+                "load_average_end": [round(x, 2) for x in os.getloadavg()],
+                "command": " ".join([Path(sys.executable).name, *sys.argv]),
+                "parameters": self.parameters,
+                "columns": [{"key": key, "header": header} for key, header in self.columns],
+                "rows": self.rows,
+                "targets": self.targets,
+                "notes": [Text.from_markup(note).plain for note in self.notes],  # colours are for the terminal
+                "skipped": self.skipped,
+                "error": self.error,
+                **self.extra,
+            }
+        )
 
     def write(self, out: Path | None = None) -> Path:
         """Write ``<out>/<name>.json`` (strict JSON: no NaN) and return its path."""
@@ -319,9 +347,11 @@ class Report:
             elif entry["met"]:
                 console.print(f"  [green]target met[/]    {entry['name']} = {value}{entry['unit']} ({goal})")
             else:
-                console.print(f"  [red]target MISSED[/] {entry['name']} = {value}{entry['unit']} ({goal}); "
-                              f"short by {_format(abs(entry['gap']))}{entry['unit']} "
-                              f"({abs(entry['gap_percent'] or 0):.0f}% of the target)")
+                console.print(
+                    f"  [red]target MISSED[/] {entry['name']} = {value}{entry['unit']} ({goal}); "
+                    f"short by {_format(abs(entry['gap']))}{entry['unit']} "
+                    f"({abs(entry['gap_percent'] or 0):.0f}% of the target)"
+                )
         for text in self.notes:
             console.print(f"  - {text}", highlight=False)
         if self.skipped:

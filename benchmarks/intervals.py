@@ -65,7 +65,7 @@ def _load(path) -> list[np.ndarray]:
     starts = np.flatnonzero(np.r_[True, symbols[1:] != symbols[:-1]])
     ends = np.r_[starts[1:], len(frame)]
     closes = frame["close"].to_numpy(dtype=np.float64)
-    return [closes[s:e] for s, e in zip(starts, ends)]
+    return [closes[s:e] for s, e in zip(starts, ends, strict=True)]
 
 
 def _ours_one(model: str, prices: np.ndarray, horizon: int) -> np.ndarray | None:
@@ -95,10 +95,10 @@ def _bare_arch(log_y: np.ndarray, horizon: int) -> np.ndarray:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = arch_model(100.0 * np.diff(log_y), mean="Zero", vol="GARCH", p=1, q=1,
-                            dist="t").fit(disp="off", show_warning=False)
-        forecast = result.forecast(horizon=horizon, method="simulation", simulations=ARCH_SIMULATIONS,
-                                   reindex=False)
+        result = arch_model(100.0 * np.diff(log_y), mean="Zero", vol="GARCH", p=1, q=1, dist="t").fit(
+            disp="off", show_warning=False
+        )
+        forecast = result.forecast(horizon=horizon, method="simulation", simulations=ARCH_SIMULATIONS, reindex=False)
     # The simulated paths give the intervals; the zero-mean point is the last price.
     paths = forecast.simulations.values[-1]
     np.quantile(paths.cumsum(axis=1), [0.025, 0.1, 0.9, 0.975], axis=0)
@@ -111,8 +111,9 @@ def _timed(function: Any, *args: Any) -> tuple[float, Any]:
     return time.perf_counter() - start, result
 
 
-def _time_both(model: str, peer: str | None, series: list[np.ndarray], log_series: list[np.ndarray],
-               horizon: int, repeats: int) -> dict[str, Any]:
+def _time_both(
+    model: str, peer: str | None, series: list[np.ndarray], log_series: list[np.ndarray], horizon: int, repeats: int
+) -> dict[str, Any]:
     """Seconds for every series on each side, and the points.
 
     The two sides alternate series by series, and each series counts its
@@ -134,7 +135,7 @@ def _time_both(model: str, peer: str | None, series: list[np.ndarray], log_serie
     bare_points: list[np.ndarray] = []
     for _ in range(max(repeats, 1)):
         ours_points, bare_points = [], []
-        for i, (prices, log_y) in enumerate(zip(series, log_series)):
+        for i, (prices, log_y) in enumerate(zip(series, log_series, strict=True)):
             seconds, point = _timed(_ours_one, model, prices, horizon)
             ours_best[i] = min(ours_best[i], seconds)
             ours_points.append(point)
@@ -142,12 +143,16 @@ def _time_both(model: str, peer: str | None, series: list[np.ndarray], log_serie
                 seconds, point = _timed(bare, log_y)
                 bare_best[i] = min(bare_best[i], seconds)
                 bare_points.append(point)
-    return {"ours_seconds": float(ours_best.sum()), "ours_points": ours_points,
-            "peer_seconds": float(bare_best.sum()) if peer is not None else math.nan, "peer_points": bare_points}
+    return {
+        "ours_seconds": float(ours_best.sum()),
+        "ours_points": ours_points,
+        "peer_seconds": float(bare_best.sum()) if peer is not None else math.nan,
+        "peer_points": bare_points,
+    }
 
 
 def _max_rel_diff(ours: list[np.ndarray | None], theirs: list[np.ndarray]) -> tuple[float, int]:
-    pairs = [(a, b) for a, b in zip(ours, theirs) if a is not None]
+    pairs = [(a, b) for a, b in zip(ours, theirs, strict=True) if a is not None]
     if not pairs:
         return math.nan, 0
     return max(float(np.max(np.abs(a - b) / np.abs(b))) for a, b in pairs), len(pairs)
@@ -183,14 +188,34 @@ def run(options: Options, *, n_series: int | None = None, horizon: int = 10, rep
     n_series = n_series or (10 if options.quick else 100)
     repeats = repeats or (1 if options.quick else 3)
     path = synthetic_dataset(options, n_series)
-    report = Report(NAME, TITLE, options, {
-        "n_series": n_series, "horizon": horizon, "levels": list(LEVELS), "repeats": repeats,
-        "timing": ("per series the fastest of repeats, the sides alternating series by series; single thread, "
-                   "fit + predict with intervals"), "target_ratio": TARGET_RATIO,
-        "arch_simulations": ARCH_SIMULATIONS, "dataset": describe(path)})
-    report.set_columns(("model", "model"), ("ours_sps", "ours series/s"), ("peer", "bare peer"),
-                       ("peer_sps", "bare series/s"), ("ratio", "ours ÷ bare (time)"),
-                       ("max_rel_diff", "max rel Δ point"), ("failed", "failed"), ("error", "error"))
+    report = Report(
+        NAME,
+        TITLE,
+        options,
+        {
+            "n_series": n_series,
+            "horizon": horizon,
+            "levels": list(LEVELS),
+            "repeats": repeats,
+            "timing": (
+                "per series the fastest of repeats, the sides alternating series by series; single thread, "
+                "fit + predict with intervals"
+            ),
+            "target_ratio": TARGET_RATIO,
+            "arch_simulations": ARCH_SIMULATIONS,
+            "dataset": describe(path),
+        },
+    )
+    report.set_columns(
+        ("model", "model"),
+        ("ours_sps", "ours series/s"),
+        ("peer", "bare peer"),
+        ("peer_sps", "bare series/s"),
+        ("ratio", "ours ÷ bare (time)"),
+        ("max_rel_diff", "max rel Δ point"),
+        ("failed", "failed"),
+        ("error", "error"),
+    )
     series = _load(path)
     log_series = [np.log(prices) for prices in series]
     for model in MODELS:
@@ -209,27 +234,38 @@ def run(options: Options, *, n_series: int | None = None, horizon: int = 10, rep
         _time_both(model, peer, series[:3], log_series[:3], horizon, 1)
         timed = _time_both(model, peer, series, log_series, horizon, repeats)
         seconds = timed["ours_seconds"]
-        row.update(ours_sps=rate(len(series), seconds), ours_seconds=seconds,
-                   failed=sum(point is None for point in timed["ours_points"]))
+        row.update(
+            ours_sps=rate(len(series), seconds),
+            ours_seconds=seconds,
+            failed=sum(point is None for point in timed["ours_points"]),
+        )
         if peer is None:
             continue
         peer_seconds = timed["peer_seconds"]
-        row.update(peer_sps=rate(len(series), peer_seconds), peer_seconds=peer_seconds,
-                   ratio=seconds / peer_seconds if peer_seconds > 0 else math.nan)
+        row.update(
+            peer_sps=rate(len(series), peer_seconds),
+            peer_seconds=peer_seconds,
+            ratio=seconds / peer_seconds if peer_seconds > 0 else math.nan,
+        )
         row["max_rel_diff"], row["compared"] = _max_rel_diff(timed["ours_points"], timed["peer_points"])
         if model in TARGETED:
             report.target(f"{model}: ours ÷ bare {peer} (time per series)", row["ratio"], "<=", TARGET_RATIO)
     for row in report.rows:
-        if row["model"] in ("ets", "theta") and row.get("max_rel_diff") is not None \
-                and not row["max_rel_diff"] == 0.0:
-            report.note(f"[red]{row['model']} disagrees with statsforecast[/]: max relative difference "
-                        f"{row['max_rel_diff']:.2e} over {row.get('compared')} series")
+        if row["model"] in ("ets", "theta") and row.get("max_rel_diff") is not None and row["max_rel_diff"] != 0.0:
+            report.note(
+                f"[red]{row['model']} disagrees with statsforecast[/]: max relative difference "
+                f"{row['max_rel_diff']:.2e} over {row.get('compared')} series"
+            )
         if row.get("peer_error"):
             report.note(f"{row['model']}: bare peer not timed: {row['peer_error']}")
-    report.note("ours: get_model(name).fit(prices).predict_interval(h) (validation, log, exp, nesting check "
-                "included); bare: the library on log prices computed before the clock starts")
-    report.note("naive vs Naive: the same point, different intervals (ours: empirical k-day quantiles; "
-                "statsforecast: normal); garch vs arch: information only, no target")
+    report.note(
+        "ours: get_model(name).fit(prices).predict_interval(h) (validation, log, exp, nesting check "
+        "included); bare: the library on log prices computed before the clock starts"
+    )
+    report.note(
+        "naive vs Naive: the same point, different intervals (ours: empirical k-day quantiles; "
+        "statsforecast: normal); garch vs arch: information only, no target"
+    )
     if any(row.get("error") for row in report.rows):
         report.note("error rows: the model could not be built here; the others ran")
     return report

@@ -78,8 +78,7 @@ def pick_coins(loader: Any, count: int, min_points: int) -> tuple[list[str], lis
     return longest[:count], usable
 
 
-def warm_up(manager: Any, worker: Any, coins: list[str], params: dict[str, Any], store: str,
-            rounds: int = 3) -> int:
+def warm_up(manager: Any, worker: Any, coins: list[str], params: dict[str, Any], store: str, rounds: int = 3) -> int:
     """Train until every pool process has imported TensorFlow (its RSS passes 400 MB); return tasks run.
 
     Each process imports TensorFlow on its first deep task; that cost is real
@@ -128,8 +127,13 @@ def _timed_bare_fits(payload: dict[str, Any]) -> dict[str, Any]:
 
     params = payload["params"]
     template = LSTMModel(**params)
-    fit_args = {"epochs": template.epochs, "batch_size": template.batch_size,
-                "validation_split": template.validation_split, "shuffle": True, "verbose": 0}
+    fit_args = {
+        "epochs": template.epochs,
+        "batch_size": template.batch_size,
+        "validation_split": template.validation_split,
+        "shuffle": True,
+        "verbose": 0,
+    }
     first = np.asarray(payload["series"][0], dtype=np.float64)
     X, target = make_windows(first, template.window)
     template.build().fit(X, target, **{**fit_args, "epochs": 1})  # TensorFlow warm: import, kernels, tracing
@@ -148,8 +152,7 @@ def _timed_bare_fits(payload: dict[str, Any]) -> dict[str, Any]:
     return {"timings": timings, "start": started, "end": time.time()}
 
 
-def bare_fits(series: list[np.ndarray], params: dict[str, Any], *,
-              one_thread: bool = True) -> list[dict[str, float]]:
+def bare_fits(series: list[np.ndarray], params: dict[str, Any], *, one_thread: bool = True) -> list[dict[str, float]]:
     """``_bare_fits`` in a fresh process (this process never imports TensorFlow).
 
     Args:
@@ -178,17 +181,25 @@ def bare_parallel_fits(parts: list[list[np.ndarray]], params: dict[str, Any]) ->
     """
     context = get_context("spawn")
     barrier = context.Barrier(len(parts))
-    with ProcessPoolExecutor(len(parts), mp_context=context, initializer=_init_parallel,
-                             initargs=(barrier,)) as pool:
-        futures = [pool.submit(_timed_bare_fits, {"series": [s.tolist() for s in part], "params": params})
-                   for part in parts]
+    with ProcessPoolExecutor(len(parts), mp_context=context, initializer=_init_parallel, initargs=(barrier,)) as pool:
+        futures = [
+            pool.submit(_timed_bare_fits, {"series": [s.tolist() for s in part], "params": params}) for part in parts
+        ]
         results = [future.result() for future in futures]
-    return {"seconds": max(r["end"] for r in results) - min(r["start"] for r in results),
-            "fit_s": [t["fit_s"] for r in results for t in r["timings"]]}
+    return {
+        "seconds": max(r["end"] for r in results) - min(r["start"] for r in results),
+        "fit_s": [t["fit_s"] for r in results for t in r["timings"]],
+    }
 
 
-def run(options: Options, *, coins: int | None = None, epochs: int | None = None,
-        memory_tasks: int | None = None, memory_epochs: int = 1) -> Report:
+def run(
+    options: Options,
+    *,
+    coins: int | None = None,
+    epochs: int | None = None,
+    memory_tasks: int | None = None,
+    memory_epochs: int = 1,
+) -> Report:
     """Run every LSTM measurement on one heavy worker with one process.
 
     Args:
@@ -212,12 +223,22 @@ def run(options: Options, *, coins: int | None = None, epochs: int | None = None
     memory_tasks = memory_tasks or (12 if options.quick else 200)
     params = lstm_params(epochs)
     path, source = dataset(options)
-    report = Report(NAME, TITLE, options, {"coins": coins, "epochs": epochs, "params": params,
-                                           "memory_tasks": memory_tasks, "memory_epochs": memory_epochs,
-                                           "worker_concurrency": 1, "queue": HEAVY_QUEUE,
-                                           "dataset": describe(path, source=source)})
-    report.set_columns(("measure", "measure"), ("per_coin_s", "per coin s"), ("ratio", "ratio"),
-                       ("detail", "detail"))
+    report = Report(
+        NAME,
+        TITLE,
+        options,
+        {
+            "coins": coins,
+            "epochs": epochs,
+            "params": params,
+            "memory_tasks": memory_tasks,
+            "memory_epochs": memory_epochs,
+            "worker_concurrency": 1,
+            "queue": HEAVY_QUEUE,
+            "dataset": describe(path, source=source),
+        },
+    )
+    report.set_columns(("measure", "measure"), ("per_coin_s", "per coin s"), ("ratio", "ratio"), ("detail", "detail"))
     problem = deep_problem() or broker_problem()
     if problem:
         return report.skip(problem)
@@ -230,8 +251,10 @@ def run(options: Options, *, coins: int | None = None, epochs: int | None = None
     report.parameters["timed_coins"] = timed
     series = [loader.get_prices(coin) for coin in timed]
 
-    with BenchWorker("lstm", HEAVY_QUEUE, 1, options.out / "logs") as worker, \
-            tempfile.TemporaryDirectory(prefix="bench-store-") as store:
+    with (
+        BenchWorker("lstm", HEAVY_QUEUE, 1, options.out / "logs") as worker,
+        tempfile.TemporaryDirectory(prefix="bench-store-") as store,
+    ):
         report.parameters["worker"] = worker.node
         manager = CryptoManager(loader, engine=CeleryEngine(workers=1))
         tasks = warm_up(manager, worker, [warm_coin], lstm_params(1), store)
@@ -247,13 +270,20 @@ def run(options: Options, *, coins: int | None = None, epochs: int | None = None
         stored = []
         for _ in range(2):  # first: each model is loaded from disk; second: the process has it cached
             start = time.perf_counter()
-            run = manager.send_tasks("lstm", coins=timed, horizon=10, params=params, from_store=True, store=store,
-                                     verbose=False, progress=False)
+            run = manager.send_tasks(
+                "lstm",
+                coins=timed,
+                horizon=10,
+                params=params,
+                from_store=True,
+                store=store,
+                verbose=False,
+                progress=False,
+            )
             stored.append(((time.perf_counter() - start) / len(timed), len(run.ok)))
             tasks += len(timed)
         start = time.perf_counter()
-        per_request = manager.send_tasks("lstm", coins=timed, horizon=10, params=params, verbose=False,
-                                         progress=False)
+        per_request = manager.send_tasks("lstm", coins=timed, horizon=10, params=params, verbose=False, progress=False)
         request_e2e = (time.perf_counter() - start) / len(timed)
         tasks += len(timed)
 
@@ -264,8 +294,7 @@ def run(options: Options, *, coins: int | None = None, epochs: int | None = None
                 break
             chunk = [usable[(position + i) % len(usable)] for i in range(min(memory_tasks - tasks, len(usable)))]
             position += len(chunk)
-            tasks += len(manager.train("lstm", coins=chunk, params=memory_params, store=store,
-                                       progress=False).records)
+            tasks += len(manager.train("lstm", coins=chunk, params=memory_params, store=store, progress=False).records)
         pids_after = worker.pool_pids()
         rss_last = rss_kib(pid) if pid in pids_after else {}
 
@@ -275,45 +304,82 @@ def run(options: Options, *, coins: int | None = None, epochs: int | None = None
     bare_per_coin = statistics.mean(bare_total)
     fit_per_coin = statistics.mean(worker_fit) if worker_fit else float("nan")
     windows = statistics.mean(b["windows"] for b in bare)
-    report.add_row(measure="bare: build + model.fit (1 TF thread)", per_coin_s=bare_per_coin, ratio=1.0,
-                   detail=f"{windows:,.0f} windows, {epochs} epochs; fit alone "
-                          f"{statistics.mean(b['fit_s'] for b in bare):.2f} s")
+    report.add_row(
+        measure="bare: build + model.fit (1 TF thread)",
+        per_coin_s=bare_per_coin,
+        ratio=1.0,
+        detail=f"{windows:,.0f} windows, {epochs} epochs; fit alone {statistics.mean(b['fit_s'] for b in bare):.2f} s",
+    )
     threaded_per_coin = statistics.mean(b["build_s"] + b["fit_s"] for b in threaded)
-    report.add_row(measure="bare, TensorFlow's default threads", per_coin_s=threaded_per_coin,
-                   ratio=threaded_per_coin / bare_per_coin,
-                   detail="information: one coin's latency with every core, what -c 1 gives up")
-    report.add_row(measure="worker: fit_seconds metric", per_coin_s=fit_per_coin, ratio=fit_per_coin / bare_per_coin,
-                   detail=f"{len(worker_fit)}/{len(timed)} trained")
-    report.add_row(measure="worker: train end to end", per_coin_s=train_e2e, ratio=train_e2e / bare_per_coin,
-                   detail="train() wall ÷ coins: load, broker, fit, save to store")
-    report.add_row(measure="train per request (send_tasks)", per_coin_s=request_e2e,
-                   detail=f"fit + forecast, {len(per_request.ok)}/{len(timed)} ok")
-    for label, (seconds, ok) in zip(("from store, first (loads model)", "from store, cached model"), stored):
-        report.add_row(measure=label, per_coin_s=seconds, ratio=request_e2e / seconds,
-                       detail=f"ratio = train per request ÷ this; {ok}/{len(timed)} ok")
+    report.add_row(
+        measure="bare, TensorFlow's default threads",
+        per_coin_s=threaded_per_coin,
+        ratio=threaded_per_coin / bare_per_coin,
+        detail="information: one coin's latency with every core, what -c 1 gives up",
+    )
+    report.add_row(
+        measure="worker: fit_seconds metric",
+        per_coin_s=fit_per_coin,
+        ratio=fit_per_coin / bare_per_coin,
+        detail=f"{len(worker_fit)}/{len(timed)} trained",
+    )
+    report.add_row(
+        measure="worker: train end to end",
+        per_coin_s=train_e2e,
+        ratio=train_e2e / bare_per_coin,
+        detail="train() wall ÷ coins: load, broker, fit, save to store",
+    )
+    report.add_row(
+        measure="train per request (send_tasks)",
+        per_coin_s=request_e2e,
+        detail=f"fit + forecast, {len(per_request.ok)}/{len(timed)} ok",
+    )
+    for label, (seconds, ok) in zip(
+        ("from store, first (loads model)", "from store, cached model"), stored, strict=True
+    ):
+        report.add_row(
+            measure=label,
+            per_coin_s=seconds,
+            ratio=request_e2e / seconds,
+            detail=f"ratio = train per request ÷ this; {ok}/{len(timed)} ok",
+        )
     report.target("worker fit_seconds ÷ bare fit", fit_per_coin / bare_per_coin, "<=", WORKER_VS_BARE)
     report.target("worker end to end ÷ bare fit", train_e2e / bare_per_coin, "<=", WORKER_VS_BARE)
     # Steady state is the target: a pool process loads each coin's model once and keeps it.
     report.target("train per request ÷ from store (cached)", request_e2e / stored[1][0], ">=", STORE_VS_TRAIN)
-    report.note(f"the first from-store request per process and coin also loads the model from disk "
-                f"({stored[0][0] - stored[1][0]:.2f} s more per coin): {request_e2e / stored[0][0]:.0f}× cheaper "
-                "than training then")
+    report.note(
+        f"the first from-store request per process and coin also loads the model from disk "
+        f"({stored[0][0] - stored[1][0]:.2f} s more per coin): {request_e2e / stored[0][0]:.0f}× cheaper "
+        "than training then"
+    )
 
     first_mb = rss_first.get("rss", 0) / 1024
-    report.extra["rss_kib"] = {"pid": pid, "after_1": rss_first, "after_n": rss_last, "tasks": tasks,
-                               "pool_pids_after": pids_after}
+    report.extra["rss_kib"] = {
+        "pid": pid,
+        "after_1": rss_first,
+        "after_n": rss_last,
+        "tasks": tasks,
+        "pool_pids_after": pids_after,
+    }
     if rss_last:
         last_mb = rss_last["rss"] / 1024
         report.add_row(measure="pool process RSS after 1 LSTM task", detail=f"{first_mb:,.0f} MB")
-        report.add_row(measure=f"pool process RSS after {tasks} LSTM tasks",
-                       detail=f"{last_mb:,.0f} MB (peak {rss_last.get('peak', 0) / 1024:,.0f} MB)")
-        report.target(f"RSS growth, 1 → {tasks} tasks", 100 * (last_mb - first_mb) / first_mb, "<",
-                      RSS_GROWTH_PERCENT, unit="%")
+        report.add_row(
+            measure=f"pool process RSS after {tasks} LSTM tasks",
+            detail=f"{last_mb:,.0f} MB (peak {rss_last.get('peak', 0) / 1024:,.0f} MB)",
+        )
+        report.target(
+            f"RSS growth, 1 → {tasks} tasks", 100 * (last_mb - first_mb) / first_mb, "<", RSS_GROWTH_PERCENT, unit="%"
+        )
         report.target(f"RSS after {tasks} tasks", last_mb / 1024, "<=", RSS_LIMIT_GB, unit=" GB")
     else:
-        report.note(f"[red]the pool process {pid} was replaced[/] before the last RSS reading "
-                    f"(pool now {pids_after}): it grew past worker_max_memory_per_child")
+        report.note(
+            f"[red]the pool process {pid} was replaced[/] before the last RSS reading "
+            f"(pool now {pids_after}): it grew past worker_max_memory_per_child"
+        )
         report.target(f"RSS growth, 1 → {tasks} tasks", None, "<", RSS_GROWTH_PERCENT, unit="%")
-    report.note(f"timed coins: {', '.join(timed)} ({source}); warm-up coin {warm_coin}; "
-                f"memory tasks after the timed ones train with epochs={memory_epochs}")
+    report.note(
+        f"timed coins: {', '.join(timed)} ({source}); warm-up coin {warm_coin}; "
+        f"memory tasks after the timed ones train with epochs={memory_epochs}"
+    )
     return report

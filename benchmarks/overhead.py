@@ -22,8 +22,15 @@ TITLE = "no-op task round trip and throughput over the configured broker and bac
 REFERENCE = {"round_trip_ms": 1.5, "tasks_per_s": 1200, "chunked_items_per_s": 64000}
 
 
-def run(options: Options, *, round_trips: int | None = None, tasks: int | None = None,
-        chunk_items: int | None = None, chunk_size: int = 1000, concurrency: int = 2) -> Report:
+def run(
+    options: Options,
+    *,
+    round_trips: int | None = None,
+    tasks: int | None = None,
+    chunk_items: int | None = None,
+    chunk_size: int = 1000,
+    concurrency: int = 2,
+) -> Report:
     """Time no-op tasks through a worker this benchmark starts and stops.
 
     Args:
@@ -43,9 +50,20 @@ def run(options: Options, *, round_trips: int | None = None, tasks: int | None =
     round_trips = round_trips or (50 if options.quick else 200)
     tasks = tasks or (500 if options.quick else 2000)
     chunk_items = chunk_items or (20_000 if options.quick else 100_000)
-    report = Report(NAME, TITLE, options, {"round_trips": round_trips, "tasks": tasks, "chunk_items": chunk_items,
-                                           "chunk_size": chunk_size, "worker_concurrency": concurrency,
-                                           "queue": LIGHT_QUEUE, "reference_2_cores": REFERENCE})
+    report = Report(
+        NAME,
+        TITLE,
+        options,
+        {
+            "round_trips": round_trips,
+            "tasks": tasks,
+            "chunk_items": chunk_items,
+            "chunk_size": chunk_size,
+            "worker_concurrency": concurrency,
+            "queue": LIGHT_QUEUE,
+            "reference_2_cores": REFERENCE,
+        },
+    )
     report.set_columns(("measure", "measure"), ("value", "value"), ("unit", "unit"), ("reference", "reference here"))
     problem = broker_problem()
     if problem:
@@ -58,12 +76,17 @@ def run(options: Options, *, round_trips: int | None = None, tasks: int | None =
     with BenchWorker("overhead", LIGHT_QUEUE, concurrency, options.out / "logs") as worker:
         report.parameters["worker"] = worker.node
         ours = _round_trips_and_throughput(noop, round_trips, tasks)
-        report.add_row(measure="round trip, median", value=ours["median_ms"], unit="ms",
-                       reference=REFERENCE["round_trip_ms"])
+        report.add_row(
+            measure="round trip, median", value=ours["median_ms"], unit="ms", reference=REFERENCE["round_trip_ms"]
+        )
         report.add_row(measure="round trip, p95", value=ours["p95_ms"], unit="ms")
         report.add_row(measure="send rate (producer only)", value=ours["send_per_s"], unit="tasks/s")
-        report.add_row(measure="throughput, one message per task", value=ours["tasks_per_s"], unit="tasks/s",
-                       reference=REFERENCE["tasks_per_s"])
+        report.add_row(
+            measure="throughput, one message per task",
+            value=ours["tasks_per_s"],
+            unit="tasks/s",
+            reference=REFERENCE["tasks_per_s"],
+        )
 
         # Celery's chunks: each message runs chunk_size calls of the task inside the worker.
         items_args = [(i,) for i in range(chunk_items)]
@@ -72,28 +95,44 @@ def run(options: Options, *, round_trips: int | None = None, tasks: int | None =
         gathered = result.join_native(timeout=300)
         seconds = time.perf_counter() - start
         items = sum(len(part) for part in gathered)
-        report.add_row(measure=f"throughput, chunked ({chunk_size:,} items/message)", value=rate(items, seconds),
-                       unit="items/s", reference=REFERENCE["chunked_items_per_s"])
+        report.add_row(
+            measure=f"throughput, chunked ({chunk_size:,} items/message)",
+            value=rate(items, seconds),
+            unit="items/s",
+            reference=REFERENCE["chunked_items_per_s"],
+        )
 
     # The same no-op on a stock Celery app (benchmarks/stock_celery.py): what crypto_ml's settings cost.
     from .stock_celery import STOCK_QUEUE
     from .stock_celery import app as stock_app
 
     check_queue(report, STOCK_QUEUE)
-    with BenchWorker("overhead-stock", STOCK_QUEUE, concurrency, options.out / "logs",
-                     app="benchmarks.stock_celery") as worker:
+    with BenchWorker(
+        "overhead-stock", STOCK_QUEUE, concurrency, options.out / "logs", app="benchmarks.stock_celery"
+    ) as worker:
         report.parameters["stock_worker"] = worker.node
         stock = _round_trips_and_throughput(
-            lambda: stock_app.send_task("crypto_ml_bench.noop", args=[None], queue=STOCK_QUEUE), round_trips, tasks)
-    report.add_row(measure="stock Celery: round trip, median", value=stock["median_ms"], unit="ms",
-                   reference=REFERENCE["round_trip_ms"])
-    report.add_row(measure="stock Celery: throughput, one message per task", value=stock["tasks_per_s"],
-                   unit="tasks/s", reference=REFERENCE["tasks_per_s"])
+            lambda: stock_app.send_task("crypto_ml_bench.noop", args=[None], queue=STOCK_QUEUE), round_trips, tasks
+        )
+    report.add_row(
+        measure="stock Celery: round trip, median",
+        value=stock["median_ms"],
+        unit="ms",
+        reference=REFERENCE["round_trip_ms"],
+    )
+    report.add_row(
+        measure="stock Celery: throughput, one message per task",
+        value=stock["tasks_per_s"],
+        unit="tasks/s",
+        reference=REFERENCE["tasks_per_s"],
+    )
     report.extra["stock"] = stock
-    report.note(f"crypto_ml's settings ÷ stock Celery (JSON only), same broker and backend, same run: round trip "
-                f"{ours['median_ms'] / stock['median_ms']:.2f}×, throughput {ours['tasks_per_s'] / stock['tasks_per_s']:.2f}×; "
-                "the difference is late acks, one prefetched message per process, task events for Flower and "
-                "the STARTED state (an extra backend write per task)")
+    report.note(
+        f"crypto_ml's settings ÷ stock Celery (JSON only), same broker and backend, same run: round trip "
+        f"{ours['median_ms'] / stock['median_ms']:.2f}×, throughput {ours['tasks_per_s'] / stock['tasks_per_s']:.2f}×; "
+        "the difference is late acks, one prefetched message per process, task events for Flower and "
+        "the STARTED state (an extra backend write per task)"
+    )
     report.note("reference: measured on the 2-core development machine (issue 7); compare on the same machine only")
     return report
 
@@ -118,5 +157,9 @@ def _round_trips_and_throughput(send, round_trips: int, tasks: int) -> dict[str,
     sent_at = time.perf_counter()
     ResultSet(sent).join_native(timeout=300)
     done = time.perf_counter()
-    return {"median_ms": 1e3 * median(trips), "p95_ms": 1e3 * percentile(trips, 95),
-            "send_per_s": rate(tasks, sent_at - start), "tasks_per_s": rate(tasks, done - start)}
+    return {
+        "median_ms": 1e3 * median(trips),
+        "p95_ms": 1e3 * percentile(trips, 95),
+        "send_per_s": rate(tasks, sent_at - start),
+        "tasks_per_s": rate(tasks, done - start),
+    }

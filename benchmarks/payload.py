@@ -34,8 +34,12 @@ def _formats(prices: np.ndarray) -> dict[str, dict[str, Any]]:
         return np.asarray(loads(data, "application/json", "utf-8"), dtype=np.float64)
 
     # The body Celery publishes for a one-series forecast task: (args, kwargs, embed).
-    message = {"model": "linear", "horizon": 10, "params": {},
-               "series": [{"coin": "bitcoin", "prices": prices, "last_date": "2017-09-22"}]}
+    message = {
+        "model": "linear",
+        "horizon": 10,
+        "params": {},
+        "series": [{"coin": "bitcoin", "prices": prices, "last_date": "2017-09-22"}],
+    }
 
     def message_encode() -> bytes | str:
         body = ([to_json_safe(message)], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None})
@@ -47,14 +51,17 @@ def _formats(prices: np.ndarray) -> dict[str, dict[str, Any]]:
 
     return {
         "json": {"label": "JSON list (Celery)", "encode": json_encode, "decode": json_decode},
-        "json_message": {"label": "JSON task body", "encode": message_encode,
-                         "decode": message_decode},
-        "pickle_hex": {"label": "pickle→hex (seed)",
-                       "encode": lambda: pickle.dumps(prices).hex(),
-                       "decode": lambda data: pickle.loads(bytes.fromhex(data))},  # our own bytes, never a message
-        "raw": {"label": "raw float64 (floor)",
-                "encode": prices.tobytes,
-                "decode": lambda data: np.frombuffer(data, dtype=np.float64)},
+        "json_message": {"label": "JSON task body", "encode": message_encode, "decode": message_decode},
+        "pickle_hex": {
+            "label": "pickle→hex (seed)",
+            "encode": lambda: pickle.dumps(prices).hex(),
+            "decode": lambda data: pickle.loads(bytes.fromhex(data)),
+        },  # our own bytes, never a message
+        "raw": {
+            "label": "raw float64 (floor)",
+            "encode": prices.tobytes,
+            "decode": lambda data: np.frombuffer(data, dtype=np.float64),
+        },
     }
 
 
@@ -69,13 +76,24 @@ def run(options: Options, *, points: int = 1000, number: int | None = None) -> R
     from crypto_ml.synthetic import generate_series
 
     number = number or (200 if options.quick else 2000)
-    report = Report(NAME, TITLE, options, {"points": points, "calls_per_round": number, "rounds": 5,
-                                           "timing": "best of 5 rounds, per call"})
+    report = Report(
+        NAME,
+        TITLE,
+        options,
+        {"points": points, "calls_per_round": number, "rounds": 5, "timing": "best of 5 rounds, per call"},
+    )
     prices = generate_series(points, seed=0)["Close"].to_numpy(dtype=np.float64)
-    report.set_columns(("label", "format"), ("bytes", "bytes"), ("bytes_per_point", "bytes/point"),
-                       ("encode_us", "encode µs"), ("decode_us", "decode µs"), ("size_vs_json", "size ÷ JSON"),
-                       ("encode_vs_json", "encode ÷ JSON"), ("decode_vs_json", "decode ÷ JSON"),
-                       ("lossless", "lossless"))
+    report.set_columns(
+        ("label", "format"),
+        ("bytes", "bytes"),
+        ("bytes_per_point", "bytes/point"),
+        ("encode_us", "encode µs"),
+        ("decode_us", "decode µs"),
+        ("size_vs_json", "size ÷ JSON"),
+        ("encode_vs_json", "encode ÷ JSON"),
+        ("decode_vs_json", "decode ÷ JSON"),
+        ("lossless", "lossless"),
+    )
     measured: dict[str, dict[str, Any]] = {}
     for key, spec in _formats(prices).items():
         data = spec["encode"]()
@@ -96,13 +114,19 @@ def run(options: Options, *, points: int = 1000, number: int | None = None) -> R
         row["decode_vs_json"] = row["decode_us"] / base["decode_us"]
         report.add_row(**row)
     seed = measured["pickle_hex"]
-    report.note("JSON list: the prices as kombu's json serializer encodes them; JSON task body: the whole "
-                "(args, kwargs, embed) body of a one-series forecast task; raw float64: the floor, not sendable as JSON")
-    report.note(f"JSON is {base['bytes'] / seed['bytes']:.2f}× the seed's bytes, "
-                f"{base['encode_us'] / seed['encode_us']:.1f}× its encode time and "
-                f"{base['decode_us'] / seed['decode_us']:.1f}× its decode time; it is what the broker accepts "
-                "(a pickle in a message would run code on the worker)")
-    report.note(f"inline, 10,000 such series cost about {10_000 * (base['encode_us'] + base['decode_us']) / 1e6:.1f} "
-                f"s of encode+decode CPU and {10_000 * base['bytes'] / 1e6:.0f} MB on the wire: "
-                "why big datasets go by reference")
+    report.note(
+        "JSON list: the prices as kombu's json serializer encodes them; JSON task body: the whole "
+        "(args, kwargs, embed) body of a one-series forecast task; raw float64: the floor, not sendable as JSON"
+    )
+    report.note(
+        f"JSON is {base['bytes'] / seed['bytes']:.2f}× the seed's bytes, "
+        f"{base['encode_us'] / seed['encode_us']:.1f}× its encode time and "
+        f"{base['decode_us'] / seed['decode_us']:.1f}× its decode time; it is what the broker accepts "
+        "(a pickle in a message would run code on the worker)"
+    )
+    report.note(
+        f"inline, 10,000 such series cost about {10_000 * (base['encode_us'] + base['decode_us']) / 1e6:.1f} "
+        f"s of encode+decode CPU and {10_000 * base['bytes'] / 1e6:.0f} MB on the wire: "
+        "why big datasets go by reference"
+    )
     return report

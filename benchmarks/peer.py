@@ -28,8 +28,10 @@ from .data import describe, synthetic_dataset
 from .harness import Options, Report, rate
 
 NAME = "peer"
-TITLE = ("our naive/drift/linear vs statsforecast Naive/RandomWalkWithDrift, with 80/95 % intervals, series/s, "
-         "same series, same run")
+TITLE = (
+    "our naive/drift/linear vs statsforecast Naive/RandomWalkWithDrift, with 80/95 % intervals, series/s, "
+    "same series, same run"
+)
 
 #: Our model -> the statsforecast model it is compared with ("RWD-log": on log prices, exponentiated).
 PEERS = {"naive": "Naive", "drift": "RWD-log", "linear": "RWD"}
@@ -52,10 +54,17 @@ def _load(path) -> tuple[list[dict[str, Any]], Any]:
     closes = frame["close"].to_numpy(dtype=np.float64)
     dates = frame["date"].to_numpy()
     ends = np.r_[starts[1:], len(frame)]
-    series = [{"coin": str(symbols[s]), "prices": closes[s:e], "last_date": str(dates[e - 1])}
-              for s, e in zip(starts, ends)]
-    long = pd.DataFrame({"unique_id": np.repeat(np.arange(len(starts)), ends - starts),
-                         "ds": pd.to_datetime(frame["date"]), "y": closes})
+    series = [
+        {"coin": str(symbols[s]), "prices": closes[s:e], "last_date": str(dates[e - 1])}
+        for s, e in zip(starts, ends, strict=True)
+    ]
+    long = pd.DataFrame(
+        {
+            "unique_id": np.repeat(np.arange(len(starts)), ends - starts),
+            "ds": pd.to_datetime(frame["date"]),
+            "y": closes,
+        }
+    )
     return series, long
 
 
@@ -76,8 +85,10 @@ def _ours_local(series: list[dict[str, Any]], model: str, horizon: int, workers:
     from crypto_ml.manager import BATCHES_PER_SLOT
 
     size = max(1, math.ceil(len(series) / (workers * BATCHES_PER_SLOT)))
-    payloads = [{"model": model, "horizon": horizon, "params": {}, "series": series[i:i + size]}
-                for i in range(0, len(series), size)]
+    payloads = [
+        {"model": model, "horizon": horizon, "params": {}, "series": series[i : i + size]}
+        for i in range(0, len(series), size)
+    ]
     engine = LocalEngine(workers)
     start = time.perf_counter()
     ok = sum(r["status"] == "ok" for _, records in engine.map(forecast_batch, payloads) for r in records)
@@ -95,18 +106,16 @@ def _statsforecast(long, model: str, horizon: int) -> tuple[float, dict[str, np.
     sf = StatsForecast(models=[estimator], freq="D", n_jobs=1)
     start = time.perf_counter()
     # Both sides give 80 % and 95 % intervals: ours always does (empirical ones), so theirs must too.
-    out = sf.forecast(df=long.assign(y=np.log(long["y"].to_numpy())) if log_prices else long, h=horizon,
-                      level=[80, 95])
+    out = sf.forecast(df=long.assign(y=np.log(long["y"].to_numpy())) if log_prices else long, h=horizon, level=[80, 95])
     values = out[column].to_numpy(dtype=np.float64).reshape(-1, horizon)
     if log_prices:
         values = np.exp(values)
     seconds = time.perf_counter() - start
     ids = out["unique_id"].to_numpy()[::horizon]
-    return seconds, dict(zip(ids.tolist(), values))
+    return seconds, dict(zip(ids.tolist(), values, strict=True))
 
 
-def _max_diff(ours: dict[str, np.ndarray], theirs: dict[int, np.ndarray],
-              coins: list[str]) -> tuple[float, float, int]:
+def _max_diff(ours: dict[str, np.ndarray], theirs: dict[int, np.ndarray], coins: list[str]) -> tuple[float, float, int]:
     """Largest absolute and relative difference over the series both forecast, and how many that is.
 
     ``theirs`` is keyed by series position, ``coins[position]`` names it.
@@ -126,8 +135,9 @@ def _best(function: Any, repeats: int) -> tuple[float, Any]:
     return min(runs, key=lambda r: r[0])
 
 
-def run(options: Options, *, n_series: int | None = None, horizon: int = 10, workers: int = 2,
-        repeats: int = 3) -> Report:
+def run(
+    options: Options, *, n_series: int | None = None, horizon: int = 10, workers: int = 2, repeats: int = 3
+) -> Report:
     """Time both libraries on the same series and cross-check their forecasts.
 
     Args:
@@ -141,14 +151,31 @@ def run(options: Options, *, n_series: int | None = None, horizon: int = 10, wor
 
     n_series = n_series or (1000 if options.quick else 10_000)
     path = synthetic_dataset(options, n_series)
-    report = Report(NAME, TITLE, options, {"n_series": n_series, "horizon": horizon, "local_workers": workers,
-                                           "statsforecast_n_jobs": 1, "repeats": repeats, "timing": "best of repeats",
-                                           "dataset": describe(path)})
-    report.set_columns(("model", "model"), ("ours_sps", "ours series/s (1 thread)"),
-                       ("local_sps", f"ours local engine ×{workers}"), ("peer", "statsforecast model"),
-                       ("peer_sps", "statsforecast series/s"), ("ratio", "ours ÷ sf (1 thread)"),
-                       ("local_ratio", "local ÷ sf"), ("max_abs_diff", "max |Δ| forecast"),
-                       ("max_rel_diff", "max rel Δ"))
+    report = Report(
+        NAME,
+        TITLE,
+        options,
+        {
+            "n_series": n_series,
+            "horizon": horizon,
+            "local_workers": workers,
+            "statsforecast_n_jobs": 1,
+            "repeats": repeats,
+            "timing": "best of repeats",
+            "dataset": describe(path),
+        },
+    )
+    report.set_columns(
+        ("model", "model"),
+        ("ours_sps", "ours series/s (1 thread)"),
+        ("local_sps", f"ours local engine ×{workers}"),
+        ("peer", "statsforecast model"),
+        ("peer_sps", "statsforecast series/s"),
+        ("ratio", "ours ÷ sf (1 thread)"),
+        ("local_ratio", "local ÷ sf"),
+        ("max_abs_diff", "max |Δ| forecast"),
+        ("max_rel_diff", "max rel Δ"),
+    )
     series, long = _load(path)
     coins = [item["coin"] for item in series]
     have_sf = importlib.util.find_spec("statsforecast") is not None
@@ -168,27 +195,41 @@ def run(options: Options, *, n_series: int | None = None, horizon: int = 10, wor
     for model, peer in PEERS.items():
         seconds, forecasts = _best(lambda model=model: _ours(series, model, horizon), repeats)
         local_seconds, local_ok = _best(lambda model=model: _ours_local(series, model, horizon, workers), repeats)
-        row = {"model": model, "ours_sps": rate(len(forecasts), seconds), "ours_ok": len(forecasts),
-               "local_sps": rate(local_ok, local_seconds), "local_ok": local_ok, "ours_seconds": seconds,
-               "local_seconds": local_seconds}
+        row = {
+            "model": model,
+            "ours_sps": rate(len(forecasts), seconds),
+            "ours_ok": len(forecasts),
+            "local_sps": rate(local_ok, local_seconds),
+            "local_ok": local_ok,
+            "ours_seconds": seconds,
+            "local_seconds": local_seconds,
+        }
         if peer in peers:
             peer_seconds, peer_forecasts = peers[peer]
-            row.update(peer=f"{peer} (n_jobs=1)" if model != "linear" else f"{peer} (nearest peer)",
-                       peer_sps=rate(len(peer_forecasts), peer_seconds), peer_seconds=peer_seconds)
+            row.update(
+                peer=f"{peer} (n_jobs=1)" if model != "linear" else f"{peer} (nearest peer)",
+                peer_sps=rate(len(peer_forecasts), peer_seconds),
+                peer_seconds=peer_seconds,
+            )
             row["ratio"] = row["ours_sps"] / row["peer_sps"]
             row["local_ratio"] = row["local_sps"] / row["peer_sps"]
             if model != "linear":  # the same forecast on both sides: they must agree
-                row["max_abs_diff"], row["max_rel_diff"], row["compared"] = _max_diff(
-                    forecasts, peer_forecasts, coins)
+                row["max_abs_diff"], row["max_rel_diff"], row["compared"] = _max_diff(forecasts, peer_forecasts, coins)
                 report.target(f"{model}: ours (1 thread) ÷ statsforecast {peer}", row["ratio"], ">=", TARGET_RATIO)
         report.add_row(**row)
     for row in report.rows:
         if row.get("max_rel_diff") is not None and not row["max_rel_diff"] < 1e-9:
-            report.note(f"[red]{row['model']} disagrees with statsforecast[/]: max relative difference "
-                        f"{row['max_rel_diff']:.2e} over {row.get('compared')} series")
+            report.note(
+                f"[red]{row['model']} disagrees with statsforecast[/]: max relative difference "
+                f"{row['max_rel_diff']:.2e} over {row.get('compared')} series"
+            )
     if have_sf:
-        report.note("naive and drift forecasts checked against statsforecast's on every series "
-                    "(max |Δ| and max relative Δ columns); linear has no statsforecast twin")
-    report.note(f"local engine: {workers} processes started per call (fork server warm), "
-                "arrays pickled to them; included in its figure")
+        report.note(
+            "naive and drift forecasts checked against statsforecast's on every series "
+            "(max |Δ| and max relative Δ columns); linear has no statsforecast twin"
+        )
+    report.note(
+        f"local engine: {workers} processes started per call (fork server warm), "
+        "arrays pickled to them; included in its figure"
+    )
     return report

@@ -26,8 +26,9 @@ TITLE = "LSTM training batch through a heavy worker: 1 vs 2 pool processes"
 SPEEDUP = 1.7
 
 
-def run(options: Options, *, coins: int | None = None, epochs: int | None = None,
-        processes: tuple[int, ...] = (1, 2)) -> Report:
+def run(
+    options: Options, *, coins: int | None = None, epochs: int | None = None, processes: tuple[int, ...] = (1, 2)
+) -> Report:
     """Time one training batch per pool size.
 
     Args:
@@ -48,11 +49,29 @@ def run(options: Options, *, coins: int | None = None, epochs: int | None = None
     epochs = epochs or (1 if options.quick else 5)
     params = lstm_params(epochs)
     path, source = dataset(options)
-    report = Report(NAME, TITLE, options, {"coins": coins, "epochs": epochs, "params": params,
-                                           "processes": list(processes), "queue": HEAVY_QUEUE,
-                                           "dataset": str(path), "source": source})
-    report.set_columns(("way", "way"), ("processes", "processes"), ("seconds", "batch seconds"), ("coins_per_s", "coins/s"),
-                       ("fit_s", "mean fit_seconds"), ("speedup", "speedup"), ("efficiency", "efficiency"))
+    report = Report(
+        NAME,
+        TITLE,
+        options,
+        {
+            "coins": coins,
+            "epochs": epochs,
+            "params": params,
+            "processes": list(processes),
+            "queue": HEAVY_QUEUE,
+            "dataset": str(path),
+            "source": source,
+        },
+    )
+    report.set_columns(
+        ("way", "way"),
+        ("processes", "processes"),
+        ("seconds", "batch seconds"),
+        ("coins_per_s", "coins/s"),
+        ("fit_s", "mean fit_seconds"),
+        ("speedup", "speedup"),
+        ("efficiency", "efficiency"),
+    )
     problem = deep_problem() or broker_problem()
     if problem:
         return report.skip(problem)
@@ -64,8 +83,10 @@ def run(options: Options, *, coins: int | None = None, epochs: int | None = None
     report.parameters["batch_coins"] = batch
     baseline = None
     for count in processes:
-        with BenchWorker(f"scaling{count}", HEAVY_QUEUE, count, options.out / "logs") as worker, \
-                tempfile.TemporaryDirectory(prefix="bench-store-") as store:
+        with (
+            BenchWorker(f"scaling{count}", HEAVY_QUEUE, count, options.out / "logs") as worker,
+            tempfile.TemporaryDirectory(prefix="bench-store-") as store,
+        ):
             manager = CryptoManager(loader, engine=CeleryEngine(workers=count))
             warm_up(manager, worker, warm_coins[:count], lstm_params(1), store)
             start = time.perf_counter()
@@ -73,9 +94,16 @@ def run(options: Options, *, coins: int | None = None, epochs: int | None = None
             seconds = time.perf_counter() - start
         fits = fit_seconds(trained)
         baseline = baseline or seconds
-        report.add_row(way="celery worker", processes=count, seconds=seconds, coins_per_s=rate(len(fits), seconds),
-                       fit_s=statistics.mean(fits) if fits else None, speedup=baseline / seconds,
-                       efficiency=baseline / seconds / (count / processes[0]), trained=len(fits))
+        report.add_row(
+            way="celery worker",
+            processes=count,
+            seconds=seconds,
+            coins_per_s=rate(len(fits), seconds),
+            fit_s=statistics.mean(fits) if fits else None,
+            speedup=baseline / seconds,
+            efficiency=baseline / seconds / (count / processes[0]),
+            trained=len(fits),
+        )
     celery_rows = list(report.rows)
     speedup = celery_rows[-1]["speedup"]
 
@@ -85,21 +113,30 @@ def run(options: Options, *, coins: int | None = None, epochs: int | None = None
     for count in processes:
         bare = bare_parallel_fits([series[i::count] for i in range(count)], params)
         bare_baseline = bare_baseline or bare["seconds"]
-        report.add_row(way="bare Keras processes", processes=count, seconds=bare["seconds"],
-                       coins_per_s=rate(len(bare["fit_s"]), bare["seconds"]), fit_s=statistics.mean(bare["fit_s"]),
-                       speedup=bare_baseline / bare["seconds"],
-                       efficiency=bare_baseline / bare["seconds"] / (count / processes[0]))
+        report.add_row(
+            way="bare Keras processes",
+            processes=count,
+            seconds=bare["seconds"],
+            coins_per_s=rate(len(bare["fit_s"]), bare["seconds"]),
+            fit_s=statistics.mean(bare["fit_s"]),
+            speedup=bare_baseline / bare["seconds"],
+            efficiency=bare_baseline / bare["seconds"] / (count / processes[0]),
+        )
     ceiling = report.rows[-1]["speedup"]
 
     report.target(f"speedup, {processes[-1]} vs {processes[0]} process(es)", speedup, ">=", SPEEDUP)
     report.extra["bare_speedup"] = ceiling
     report.note(f"batch: {', '.join(batch)} ({source}); each pool process warmed first (TensorFlow imported)")
-    report.note(f"bare Keras processes (one TensorFlow thread each, started together after warming, a new model "
-                f"per fit) reach {ceiling:.2f}× with {processes[-1]} processes: what this machine gives; the "
-                f"worker pool reaches {speedup / ceiling:.0%} of that")
-    for way, rows in (("celery worker", celery_rows), ("bare Keras", report.rows[len(celery_rows):])):
+    report.note(
+        f"bare Keras processes (one TensorFlow thread each, started together after warming, a new model "
+        f"per fit) reach {ceiling:.2f}× with {processes[-1]} processes: what this machine gives; the "
+        f"worker pool reaches {speedup / ceiling:.0%} of that"
+    )
+    for way, rows in (("celery worker", celery_rows), ("bare Keras", report.rows[len(celery_rows) :])):
         if len(rows) > 1 and rows[0]["fit_s"] and rows[-1]["fit_s"]:
-            report.note(f"{way}: a fit takes {rows[-1]['fit_s'] / rows[0]['fit_s']:.2f}× as long with "
-                        f"{processes[-1]} processes sharing the cores (contention for the cores' shared "
-                        "resources and other load)")
+            report.note(
+                f"{way}: a fit takes {rows[-1]['fit_s'] / rows[0]['fit_s']:.2f}× as long with "
+                f"{processes[-1]} processes sharing the cores (contention for the cores' shared "
+                "resources and other load)"
+            )
     return report

@@ -20,8 +20,13 @@ STOCK_QUEUE = "crypto_ml_bench.stock"
 
 _settings = get_settings()
 app = Celery("crypto_ml_bench_stock", broker=_settings.broker_url, backend=_settings.result_backend)
-app.conf.update(task_serializer="json", result_serializer="json", accept_content=["json"],
-                result_accept_content=["json"], task_default_queue=STOCK_QUEUE)
+app.conf.update(
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    result_accept_content=["json"],
+    task_default_queue=STOCK_QUEUE,
+)
 
 
 @app.task(name="crypto_ml_bench.noop")

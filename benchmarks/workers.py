@@ -8,6 +8,7 @@ outlives the benchmark.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -43,8 +44,10 @@ def broker_problem(timeout: float = 3.0) -> str | None:
         hint = ""
         if "vhost" in str(exc):
             # The benchmarks README suggests a vhost of their own on a shared broker.
-            hint = ("; create it with `rabbitmqctl add_vhost NAME && "
-                    "rabbitmqctl set_permissions -p NAME USER '.*' '.*' '.*'`")
+            hint = (
+                "; create it with `rabbitmqctl add_vhost NAME && "
+                "rabbitmqctl set_permissions -p NAME USER '.*' '.*' '.*'`"
+            )
         return f"no broker at {maybe_sanitize_url(app.conf.broker_url)}: {exc}{hint}"
     try:
         app.backend.client.ping()
@@ -68,10 +71,8 @@ def queue_state(queue: str) -> dict[str, int]:
         except Exception:  # noqa: BLE001 - a passive declare of a missing queue closes the channel
             return {"messages": 0, "consumers": 0}
         finally:
-            try:
+            with contextlib.suppress(Exception):  # already closed by the broker
                 channel.close()
-            except Exception:  # noqa: BLE001 - already closed by the broker
-                pass
     return {"messages": int(messages), "consumers": int(consumers)}
 
 
@@ -84,11 +85,15 @@ def check_queue(report: Any, queue: str) -> dict[str, int]:
     state = queue_state(queue)
     report.extra.setdefault("queues_before", {})[queue] = state
     if state["consumers"]:
-        report.note(f"[yellow]{state['consumers']} other consumer(s) on {queue}[/]: they take a share of the "
-                    "tasks; use a broker (vhost) of your own for clean figures")
+        report.note(
+            f"[yellow]{state['consumers']} other consumer(s) on {queue}[/]: they take a share of the "
+            "tasks; use a broker (vhost) of your own for clean figures"
+        )
     if state["messages"]:
-        report.note(f"[yellow]{state['messages']} message(s) were already waiting on {queue}[/] and ran first "
-                    f"(an interrupted run?); `celery -A crypto_ml purge -Q {queue}` clears them")
+        report.note(
+            f"[yellow]{state['messages']} message(s) were already waiting on {queue}[/] and ran first "
+            f"(an interrupted run?); `celery -A crypto_ml purge -Q {queue}` clears them"
+        )
     return state
 
 
@@ -104,8 +109,15 @@ class BenchWorker:
         app: The Celery app (``-A``); only the overhead benchmark's stock baseline uses another.
     """
 
-    def __init__(self, label: str, queue: str, concurrency: int, log_dir: Path,
-                 env: dict[str, str] | None = None, app: str = "crypto_ml") -> None:
+    def __init__(
+        self,
+        label: str,
+        queue: str,
+        concurrency: int,
+        log_dir: Path,
+        env: dict[str, str] | None = None,
+        app: str = "crypto_ml",
+    ) -> None:
         self.node = f"bench-{label}-{uuid.uuid4().hex[:6]}@{os.uname().nodename}"
         self.queue = queue
         self.concurrency = concurrency
@@ -125,13 +137,29 @@ class BenchWorker:
 
         # WARNING is Celery's default level, as in the documented deployment: INFO
         # would add a log line per task to every figure.
-        command = [sys.executable, "-m", "celery", "-A", self.app, "worker", "-n", self.node,
-                   "-c", str(self.concurrency), "-Q", self.queue, "--loglevel", "WARNING",
-                   "--without-mingle", "--without-gossip"]
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            self.app,
+            "worker",
+            "-n",
+            self.node,
+            "-c",
+            str(self.concurrency),
+            "-Q",
+            self.queue,
+            "--loglevel",
+            "WARNING",
+            "--without-mingle",
+            "--without-gossip",
+        ]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=self.env,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            command, stdout=self._log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -168,14 +196,10 @@ class BenchWorker:
                     pass
                 except ProcessLookupError:
                     pass
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGKILL)  # any child that outlived its parent
-            except ProcessLookupError:
-                pass
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
         if self._log is not None:
             self._log.close()
             self._log = None

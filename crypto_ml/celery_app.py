@@ -98,12 +98,11 @@ def _preload_light_models(**_: object) -> None:
 
     TensorFlow is deliberately not preloaded: see ``_configure_pool_process``.
     """
-    import sklearn.linear_model  # noqa: F401
-    import sklearn.svm  # noqa: F401
-
     import time
 
     import numpy as np
+    import sklearn.linear_model
+    import sklearn.svm  # noqa: F401
 
     from .models import get_model
     from .models.registry import missing_extra
@@ -117,9 +116,10 @@ def _preload_light_models(**_: object) -> None:
             if missing_extra(name) is not None:  # the stats extra is not installed: nothing to preload
                 continue
             get_model(name).fit(prices).predict_interval(2)
-        except Exception:  # noqa: BLE001 - a preload is an optimisation; the worker must start regardless
-            log.warning("preloading model %r failed; its first task in each pool process will import it",
-                        name, exc_info=True)
+        except Exception:  # a preload is an optimisation; the worker must start regardless
+            log.warning(
+                "preloading model %r failed; its first task in each pool process will import it", name, exc_info=True
+            )
         else:
             warmed.append(name)
     if warmed:
@@ -150,5 +150,8 @@ def _warn_before_recycling(task: object = None, **_: object) -> None:
             "pool process %d peaked at %.0f MB, over CRYPTO_ML_WORKER_MAX_MEMORY_MB=%d: it is replaced after "
             "%s, so the next task starts cold (data read, libraries imported again). If this repeats on every "
             "task, raise CRYPTO_ML_WORKER_MAX_MEMORY_MB above the peak (the memory one task needs).",
-            os.getpid(), peak, limit // 1024, getattr(task, "name", "this task"),
+            os.getpid(),
+            peak,
+            limit // 1024,
+            getattr(task, "name", "this task"),
         )

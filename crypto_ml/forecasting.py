@@ -71,7 +71,7 @@ def forecast_series(
         forecast = estimator.fit(y).predict_interval(horizon, levels)
     except CryptoMLError as exc:
         return failure_record(coin, model, exc)
-    except Exception as exc:  # noqa: BLE001 - one coin's failure must not sink the batch
+    except Exception as exc:  # one coin's failure must not sink the batch
         log.warning("unexpected error forecasting %s with %s", coin, model, exc_info=True)
         return failure_record(coin, model, exc)
     return {

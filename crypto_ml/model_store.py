@@ -22,7 +22,7 @@ import logging
 import os
 import shutil
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -42,11 +42,12 @@ log = logging.getLogger(__name__)
 STORE_FORMAT = 2
 
 # The estimators a .skops file may hold; anything else is refused.
-_SKOPS_ALLOWED = frozenset({
-    "sklearn.svm._classes.SVR",
-    "sklearn.linear_model._base.LinearRegression",
-})
-
+_SKOPS_ALLOWED = frozenset(
+    {
+        "sklearn.svm._classes.SVR",
+        "sklearn.linear_model._base.LinearRegression",
+    }
+)
 
 
 def _sha256(path: Path) -> str:
@@ -97,10 +98,12 @@ class ModelStore:
         if not model.storable:
             raise ModelStoreError(
                 f"{model.name} cannot be stored: its fitted state is not plain data and the store never pickles; "
-                "forecast it without --from-store (it refits in milliseconds to seconds)")
+                "forecast it without --from-store (it refits in milliseconds to seconds)"
+            )
         params = model.get_params()
-        identity = json.dumps({"model": model.name, "params": params, "data": data.get("series_sha256")},
-                              sort_keys=True, default=str)
+        identity = json.dumps(
+            {"model": model.name, "params": params, "data": data.get("series_sha256")}, sort_keys=True, default=str
+        )
         version = hashlib.sha256(identity.encode()).hexdigest()[:16]
         model_id = f"{model.name}/{quote(coin, safe='')}/{version}"
         final = self.root / model_id
@@ -114,7 +117,7 @@ class ModelStore:
                 "model": model.name,
                 "params": params,
                 "coin": coin,
-                "created_at": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
+                "created_at": datetime.now(UTC).isoformat(timespec="microseconds"),
                 "data": data,
                 "metrics": metrics,
                 "versions": library_versions(),
@@ -184,7 +187,8 @@ class ModelStore:
             raise ModelStoreError(f"the metadata of {model_id!r} is not valid JSON ({exc}); retrain it") from None
         if metadata.get("format") != STORE_FORMAT:
             raise IncompatibleModelError(
-                f"{model_id!r} uses store format {metadata.get('format')!r}, this version reads {STORE_FORMAT}; retrain it"
+                f"{model_id!r} uses store format {metadata.get('format')!r}, "
+                f"this version reads {STORE_FORMAT}; retrain it"
             )
         return metadata
 
@@ -271,8 +275,11 @@ class ModelStore:
     def _check_versions(model_id: str, metadata: dict[str, Any]) -> None:
         """Refuse a model whose files were written by another major version of the library that reads them."""
         kinds = {entry["kind"] for entry in metadata.get("files", {}).values()}
-        needed = {"numpy"} | ({"keras", "tensorflow"} if "keras" in kinds else set()) | (
-            {"scikit-learn", "skops"} if "skops" in kinds else set())
+        needed = (
+            {"numpy"}
+            | ({"keras", "tensorflow"} if "keras" in kinds else set())
+            | ({"scikit-learn", "skops"} if "skops" in kinds else set())
+        )
         current = library_versions()
         for name in sorted(needed):
             trained = metadata.get("versions", {}).get(name)

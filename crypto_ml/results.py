@@ -8,9 +8,9 @@ records, in ``to_frame()`` and in every output file.
 from __future__ import annotations
 
 import json
+import platform
 import re
 from collections.abc import Callable
-import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,17 +139,44 @@ class ForecastRun:
                     row = {**base, "step": step, "date": day, "forecast": value}
                     for column in bounds:  # a result without that level (an older record) leaves it empty
                         row[column] = r.intervals[column][step - 1] if column in r.intervals else None
-                    rows.append({**row, "last_date": r.last_date, "last_price": r.last_price,
-                                 "error_type": None, "error": None})
+                    rows.append(
+                        {**row, "last_date": r.last_date, "last_price": r.last_price, "error_type": None, "error": None}
+                    )
             else:
-                rows.append({**base, "step": None, "date": None, "forecast": None,
-                             "last_date": r.last_date, "last_price": r.last_price,
-                             "error_type": r.error_type, "error": r.error})
-        columns = ["coin", "model", "status", "step", "date", "forecast", *bounds, "last_date", "last_price",
-                   "error_type", "error"]
+                rows.append(
+                    {
+                        **base,
+                        "step": None,
+                        "date": None,
+                        "forecast": None,
+                        "last_date": r.last_date,
+                        "last_price": r.last_price,
+                        "error_type": r.error_type,
+                        "error": r.error,
+                    }
+                )
+        columns = [
+            "coin",
+            "model",
+            "status",
+            "step",
+            "date",
+            "forecast",
+            *bounds,
+            "last_date",
+            "last_price",
+            "error_type",
+            "error",
+        ]
         frame = pd.DataFrame(rows, columns=columns)
-        return frame.astype({"step": "Int64", "forecast": "float64", "last_price": "float64",
-                             **{column: "float64" for column in bounds}})
+        return frame.astype(
+            {
+                "step": "Int64",
+                "forecast": "float64",
+                "last_price": "float64",
+                **dict.fromkeys(bounds, "float64"),
+            }
+        )
 
     def manifest(self) -> dict[str, Any]:
         """What is needed to repeat the run: inputs, data hash, engine and library versions."""
@@ -213,8 +240,9 @@ def library_versions() -> dict[str, str | None]:
     return versions
 
 
-def write_with_manifest(path: Path, manifest: dict[str, Any], document: dict[str, Any],
-                        frame: Callable[[], Any]) -> Path:
+def write_with_manifest(
+    path: Path, manifest: dict[str, Any], document: dict[str, Any], frame: Callable[[], Any]
+) -> Path:
     """Write a run as JSON (``document``) or as a table (``frame()``, .csv or .parquet), and
     ``<path>.manifest.json`` beside it. The caller has checked the extension."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from numbers import Integral, Real
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -99,47 +100,232 @@ _MONTH_ABBR = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "O
 
 # Names of the real 2017 top-100 coins (names only, no data): coin_names never
 # returns one of them, so a synthetic file cannot be mistaken for a real one.
-_REAL_COIN_NAMES = frozenset({
-    "ATC Coin", "Aidos Kuneen", "Ark", "BitBay", "BitConnect", "BitShares", "Bitcoin",
-    "Bitcoin Cash", "BitcoinDark", "Bitdeal", "BlackCoin", "Blocknet", "Burst",
-    "Byteball Bytes", "Bytecoin", "Clams", "CloakCoin", "Compcoin", "Counterparty",
-    "Crown", "DECENT", "Dash", "Decred", "Diamond", "DigiByte", "DigitalNote", "Dogecoin",
-    "E-coin", "Einsteinium", "Elastic", "Emercoin", "Energycoin", "Ethereum",
-    "Ethereum Classic", "Expanse", "Factom", "FairCoin", "FirstCoin", "GXShares", "Gambit",
-    "GameCredits", "Golos", "GridCoin", "Groestlcoin", "Gulden", "Hshare", "I-O Coin",
-    "ION", "IOTA", "Komodo", "LBRY Credits", "LEOcoin", "Lisk", "Litecoin", "Lykke",
-    "Metaverse ETP", "MonaCoin", "Monero", "MonetaryUnit", "Mooncoin", "NAV Coin", "NEM",
-    "NEO", "Namecoin", "Neblio", "Nexus", "NoLimitCoin", "Nxt", "OKCash", "Omni", "PIVX",
-    "Particl", "Peercoin", "PotCoin", "Radium", "ReddCoin", "Ripple", "Rise", "Rubycoin",
-    "SIBCoin", "SaluS", "Shift", "Siacoin", "Skycoin", "SpreadCoin", "Sprouts", "Steem",
-    "Stellar Lumens", "Stratis", "Syscoin", "The ChampCoin", "Ubiq", "Unobtanium", "Verge",
-    "Vertcoin", "Viacoin", "Waves", "ZCoin", "Zcash", "ZenCash",
-})
+_REAL_COIN_NAMES = frozenset(
+    {
+        "ATC Coin",
+        "Aidos Kuneen",
+        "Ark",
+        "BitBay",
+        "BitConnect",
+        "BitShares",
+        "Bitcoin",
+        "Bitcoin Cash",
+        "BitcoinDark",
+        "Bitdeal",
+        "BlackCoin",
+        "Blocknet",
+        "Burst",
+        "Byteball Bytes",
+        "Bytecoin",
+        "Clams",
+        "CloakCoin",
+        "Compcoin",
+        "Counterparty",
+        "Crown",
+        "DECENT",
+        "Dash",
+        "Decred",
+        "Diamond",
+        "DigiByte",
+        "DigitalNote",
+        "Dogecoin",
+        "E-coin",
+        "Einsteinium",
+        "Elastic",
+        "Emercoin",
+        "Energycoin",
+        "Ethereum",
+        "Ethereum Classic",
+        "Expanse",
+        "Factom",
+        "FairCoin",
+        "FirstCoin",
+        "GXShares",
+        "Gambit",
+        "GameCredits",
+        "Golos",
+        "GridCoin",
+        "Groestlcoin",
+        "Gulden",
+        "Hshare",
+        "I-O Coin",
+        "ION",
+        "IOTA",
+        "Komodo",
+        "LBRY Credits",
+        "LEOcoin",
+        "Lisk",
+        "Litecoin",
+        "Lykke",
+        "Metaverse ETP",
+        "MonaCoin",
+        "Monero",
+        "MonetaryUnit",
+        "Mooncoin",
+        "NAV Coin",
+        "NEM",
+        "NEO",
+        "Namecoin",
+        "Neblio",
+        "Nexus",
+        "NoLimitCoin",
+        "Nxt",
+        "OKCash",
+        "Omni",
+        "PIVX",
+        "Particl",
+        "Peercoin",
+        "PotCoin",
+        "Radium",
+        "ReddCoin",
+        "Ripple",
+        "Rise",
+        "Rubycoin",
+        "SIBCoin",
+        "SaluS",
+        "Shift",
+        "Siacoin",
+        "Skycoin",
+        "SpreadCoin",
+        "Sprouts",
+        "Steem",
+        "Stellar Lumens",
+        "Stratis",
+        "Syscoin",
+        "The ChampCoin",
+        "Ubiq",
+        "Unobtanium",
+        "Verge",
+        "Vertcoin",
+        "Viacoin",
+        "Waves",
+        "ZCoin",
+        "Zcash",
+        "ZenCash",
+    }
+)
 
 # Invented name roots; real-looking but (checked against the list above) not real.
 _NAME_ROOTS = (
-    "Nova", "Zephyr", "Ion", "Aurora", "Quasar", "Vela", "Lyra", "Cobalt", "Ember",
-    "Halcyon", "Kestrel", "Lumen", "Meridian", "Nimbus", "Onyx", "Pulsar", "Quill", "Rune",
-    "Sable", "Tessera", "Umbra", "Vortex", "Wren", "Xenon", "Zenith", "Astra", "Borealis",
-    "Cinder", "Echo", "Fable", "Glint", "Helix", "Iris", "Jade", "Lattice", "Mosaic",
-    "Nebula", "Opal", "Prism", "Quanta", "Rook", "Solace", "Tundra", "Vesper", "Willow",
-    "Axiom", "Beacon", "Cirrus", "Flux", "Gossamer", "Harbor", "Indigo", "Juniper",
-    "Kelvin", "Larch", "Mistral", "Nadir", "Obsidian", "Pylon", "Quartz", "Riven",
-    "Sorrel", "Talon", "Verdant", "Wisp", "Yarrow", "Zircon", "Argent", "Basalt", "Corvid",
+    "Nova",
+    "Zephyr",
+    "Ion",
+    "Aurora",
+    "Quasar",
+    "Vela",
+    "Lyra",
+    "Cobalt",
+    "Ember",
+    "Halcyon",
+    "Kestrel",
+    "Lumen",
+    "Meridian",
+    "Nimbus",
+    "Onyx",
+    "Pulsar",
+    "Quill",
+    "Rune",
+    "Sable",
+    "Tessera",
+    "Umbra",
+    "Vortex",
+    "Wren",
+    "Xenon",
+    "Zenith",
+    "Astra",
+    "Borealis",
+    "Cinder",
+    "Echo",
+    "Fable",
+    "Glint",
+    "Helix",
+    "Iris",
+    "Jade",
+    "Lattice",
+    "Mosaic",
+    "Nebula",
+    "Opal",
+    "Prism",
+    "Quanta",
+    "Rook",
+    "Solace",
+    "Tundra",
+    "Vesper",
+    "Willow",
+    "Axiom",
+    "Beacon",
+    "Cirrus",
+    "Flux",
+    "Gossamer",
+    "Harbor",
+    "Indigo",
+    "Juniper",
+    "Kelvin",
+    "Larch",
+    "Mistral",
+    "Nadir",
+    "Obsidian",
+    "Pylon",
+    "Quartz",
+    "Riven",
+    "Sorrel",
+    "Talon",
+    "Verdant",
+    "Wisp",
+    "Yarrow",
+    "Zircon",
+    "Argent",
+    "Basalt",
+    "Corvid",
 )
 # Two-syllable roots widen the pool to several thousand names before numbering.
-_NAME_ONSETS = ("Ka", "Lo", "Mi", "Ne", "Or", "Pa", "Qu", "Ri", "Sa", "Te", "Va", "Xe",
-                "Yu", "Za", "Bre", "Cor", "Dra", "Fen", "Gal", "Hy")
+_NAME_ONSETS = (
+    "Ka",
+    "Lo",
+    "Mi",
+    "Ne",
+    "Or",
+    "Pa",
+    "Qu",
+    "Ri",
+    "Sa",
+    "Te",
+    "Va",
+    "Xe",
+    "Yu",
+    "Za",
+    "Bre",
+    "Cor",
+    "Dra",
+    "Fen",
+    "Gal",
+    "Hy",
+)
 _NAME_CODAS = ("ra", "lix", "nox", "vo", "ris", "tan", "mir", "dex", "lia", "von", "rum", "zar")
 # How real coins are named: bare word, "Xcoin", "X Cash", "I-O Coin" ... Only one
 # of "X Coin" / "Xcoin", since coin_names treats those as the same name.
 _NAME_FORMS = (
-    "{}", "{} Cash", "{}coin", "{} Token", "{}-X", "{}-X Coin", "{} Network", "{} Protocol",
-    "{} Gold", "{}Chain", "{} Classic", "{}Bit", "Bit{}", "{} Credits", "The {}", "{} Pay",
+    "{}",
+    "{} Cash",
+    "{}coin",
+    "{} Token",
+    "{}-X",
+    "{}-X Coin",
+    "{} Network",
+    "{} Protocol",
+    "{} Gold",
+    "{}Chain",
+    "{} Classic",
+    "{}Bit",
+    "Bit{}",
+    "{} Credits",
+    "The {}",
+    "{} Pay",
 )
 
 
 # --- Validation helpers -----------------------------------------------------------
+
 
 def _check_int(name: str, value: object, minimum: int) -> int:
     # bool is an Integral, but n_points=True is a bug, never an intent.
@@ -156,13 +342,12 @@ def _check_fraction(name: str, value: object) -> float:
     return float(value)
 
 
-def _check_end_date(end_date: object) -> pd.Timestamp:
+def _check_end_date(end_date: Any) -> pd.Timestamp:
+    # Any, not object: pd.Timestamp itself decides what is a date, and raises for what is not.
     try:
         ts = pd.Timestamp(end_date)
     except (TypeError, ValueError) as exc:
-        raise InvalidParameterError(
-            f"end_date must be a date such as '2017-09-22', got {end_date!r}"
-        ) from exc
+        raise InvalidParameterError(f"end_date must be a date such as '2017-09-22', got {end_date!r}") from exc
     if pd.isna(ts):
         raise InvalidParameterError(f"end_date must be a date such as '2017-09-22', got {end_date!r}")
     # Daily bars are stamped at midnight; a time of day would shift every row.
@@ -176,13 +361,12 @@ def _make_rng(seed: object) -> np.random.Generator:
         return np.random.default_rng(seed)
     # None would mean "fresh OS entropy": refuse it so every run can be repeated.
     if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
-        raise InvalidParameterError(
-            f"seed must be a non-negative integer or a numpy Generator, got {seed!r}"
-        )
+        raise InvalidParameterError(f"seed must be a non-negative integer or a numpy Generator, got {seed!r}")
     return np.random.default_rng(int(seed))
 
 
 # --- Simulation -------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class _Draws:
@@ -231,7 +415,7 @@ def _draw(rng: np.random.Generator, n: int, start_price: float | None, missing_f
     gap = rng.standard_normal(n)
     wicks = np.abs(rng.standard_normal((2, n)))
     vol_eps = rng.standard_normal(n)
-    n_missing_volume = int(math.floor(missing_frac * n + 0.5))
+    n_missing_volume = math.floor(missing_frac * n + 0.5)
     # Market Cap tends to appear no later than Volume on a new listing.
     n_missing_cap = int(rng.integers(0, n_missing_volume + 1))
     return _Draws(
@@ -319,8 +503,12 @@ def _simulate(draws: Sequence[_Draws]) -> dict[str, np.ndarray]:
     market_cap[day < vec("n_missing_cap")] = np.nan
     return {
         "lengths": np.array([d.n for d in draws], dtype=np.int64),
-        "open": open_, "high": high, "low": low, "close": close,
-        "volume": volume, "market_cap": market_cap,
+        "open": open_,
+        "high": high,
+        "low": low,
+        "close": close,
+        "volume": volume,
+        "market_cap": market_cap,
     }
 
 
@@ -376,18 +564,21 @@ def generate_series(
         raise InvalidParameterError(f"start_price must be a positive finite number or None, got {start_price!r}")
     rng = _make_rng(seed)
     sim = _simulate([_draw(rng, n, None if start_price is None else float(start_price), frac)])
-    return pd.DataFrame({
-        "Date": pd.date_range(end=end, periods=n, freq="D"),
-        "Open": sim["open"][:, 0],
-        "High": sim["high"][:, 0],
-        "Low": sim["low"][:, 0],
-        "Close": sim["close"][:, 0],
-        "Volume": sim["volume"][:, 0],
-        "Market Cap": sim["market_cap"][:, 0],
-    })
+    return pd.DataFrame(
+        {
+            "Date": pd.date_range(end=end, periods=n, freq="D"),
+            "Open": sim["open"][:, 0],
+            "High": sim["high"][:, 0],
+            "Low": sim["low"][:, 0],
+            "Close": sim["close"][:, 0],
+            "Volume": sim["volume"][:, 0],
+            "Market Cap": sim["market_cap"][:, 0],
+        }
+    )
 
 
 # --- Names ------------------------------------------------------------------------
+
 
 def _name_key(name: str) -> str:
     # "Bit Connect", "bitconnect" and "BitConnect" are the same coin to a reader,
@@ -450,6 +641,7 @@ def coin_names(n: int, seed: int = 0) -> list[str]:
 
 # --- CoinMarketCap CSV ------------------------------------------------------------
 
+
 def _format_price(x: float) -> str:
     if not math.isfinite(x):
         return "-"
@@ -490,13 +682,13 @@ def write_cmc_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     if missing:
         raise DataFormatError(f"cannot write a CMC CSV: columns {missing} missing; expected {list(CMC_COLUMNS)}")
     try:
-        dates = pd.to_datetime(df["Date"])
+        parsed = pd.to_datetime(df["Date"])
     except (TypeError, ValueError) as exc:
         raise DataFormatError(f"cannot write a CMC CSV: Date column is not dates ({exc})") from exc
-    if dates.isna().any():
+    if parsed.isna().any():
         raise DataFormatError("cannot write a CMC CSV: Date column has missing values")
-    order = np.argsort(dates.to_numpy(), kind="stable")[::-1]
-    dates = pd.DatetimeIndex(dates.to_numpy()[order])
+    order = np.argsort(parsed.to_numpy(), kind="stable")[::-1]
+    dates = pd.DatetimeIndex(parsed.to_numpy()[order])
     prices = {c: df[c].to_numpy(dtype=np.float64)[order] for c in ("Open", "High", "Low", "Close")}
     counts = {c: df[c].to_numpy(dtype=np.float64)[order] for c in ("Volume", "Market Cap")}
 
@@ -507,17 +699,20 @@ def write_cmc_csv(df: pd.DataFrame, path: str | os.PathLike) -> Path:
         # are quoted because they contain commas, everything else is bare.
         writer = csv.writer(fh, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
         writer.writerow(CMC_COLUMNS)
-        for i, (y, m, d) in enumerate(zip(dates.year, dates.month, dates.day)):
-            writer.writerow([
-                f"{_MONTH_ABBR[m - 1]} {d:02d}, {y}",
-                *(_format_price(prices[c][i]) for c in ("Open", "High", "Low", "Close")),
-                _format_count(counts["Volume"][i]),
-                _format_count(counts["Market Cap"][i]),
-            ])
+        for i, (y, m, d) in enumerate(zip(dates.year, dates.month, dates.day, strict=True)):
+            writer.writerow(
+                [
+                    f"{_MONTH_ABBR[m - 1]} {d:02d}, {y}",
+                    *(_format_price(prices[c][i]) for c in ("Open", "High", "Low", "Close")),
+                    _format_count(counts["Volume"][i]),
+                    _format_count(counts["Market Cap"][i]),
+                ]
+            )
     return path
 
 
 # --- Datasets ---------------------------------------------------------------------
+
 
 def _long_table(names: Sequence[str], sim: dict[str, np.ndarray], end: pd.Timestamp):
     # pyarrow is imported here, not at the top, so importing this module (as the
@@ -613,7 +808,9 @@ def generate_dataset(
         _write_long(out, suffix, names, children, min_points, max_points, frac, end)
     else:
         if out.exists() and not out.is_dir():
-            raise InvalidParameterError(f"out {str(out)!r} is an existing file; give a directory or a .parquet/.csv path")
+            raise InvalidParameterError(
+                f"out {str(out)!r} is an existing file; give a directory or a .parquet/.csv path"
+            )
         out.mkdir(parents=True, exist_ok=True)
         dates_cache: dict[int, pd.DatetimeIndex] = {}
         for start in range(0, n_series, _CHUNK_SERIES):
@@ -623,15 +820,17 @@ def generate_dataset(
                 n = int(sim["lengths"][j])
                 if n not in dates_cache:
                     dates_cache[n] = pd.date_range(end=end, periods=n, freq="D")
-                frame = pd.DataFrame({
-                    "Date": dates_cache[n],
-                    "Open": sim["open"][:n, j],
-                    "High": sim["high"][:n, j],
-                    "Low": sim["low"][:n, j],
-                    "Close": sim["close"][:n, j],
-                    "Volume": sim["volume"][:n, j],
-                    "Market Cap": sim["market_cap"][:n, j],
-                })
+                frame = pd.DataFrame(
+                    {
+                        "Date": dates_cache[n],
+                        "Open": sim["open"][:n, j],
+                        "High": sim["high"][:n, j],
+                        "Low": sim["low"][:n, j],
+                        "Close": sim["close"][:n, j],
+                        "Volume": sim["volume"][:n, j],
+                        "Market Cap": sim["market_cap"][:n, j],
+                    }
+                )
                 write_cmc_csv(frame, out / f"{names[i]}.csv")
         logger.info("wrote %d synthetic coins (seed %d) as CMC CSVs to %s", n_series, seed, out)
     return out
@@ -655,20 +854,20 @@ def _write_long(
     # Write next to the target and rename at the end, so an interrupted run
     # never leaves a truncated file where a complete one is expected.
     tmp = out.with_name(out.name + ".part")
-    schema = pa.schema([("symbol", pa.string()), ("date", pa.string())]
-                       + [(c, pa.float64()) for c in LONG_COLUMNS[2:]])
+    schema = pa.schema([("symbol", pa.string()), ("date", pa.string())] + [(c, pa.float64()) for c in LONG_COLUMNS[2:]])
     rows = 0
     try:
         if suffix == ".parquet":
             writer = pq.ParquetWriter(tmp, schema)
         else:
-            sink = open(tmp, "wb")
+            sink = open(tmp, "wb")  # noqa: SIM115 - the finally below closes it, after the writer
             # pyarrow quotes every header field; write a plain one like the
             # rest of the project's CSVs. Names never contain commas or quotes
             # (see coin_names), so the rows need no quoting either.
             sink.write((",".join(LONG_COLUMNS) + "\n").encode())
             writer = pacsv.CSVWriter(
-                sink, schema,
+                sink,
+                schema,
                 write_options=pacsv.WriteOptions(include_header=False, quoting_style="none"),
             )
         try:

@@ -10,19 +10,20 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from .exceptions import CryptoMLError, IncompatibleModelError
-from .records import failure_record, forecast_dates
-from .references import load_series
 from .model_store import ModelStore
 from .models import Forecaster, get_model
 from .models.base import DEFAULT_LEVELS, Forecast, build_forecast, validate_horizon, validate_levels, validate_prices
 from .models.intervals import empirical_intervals
 from .models.registry import check_installed
+from .records import failure_record, forecast_dates
+from .references import load_series
 
 __all__ = ["train_series", "train_batch", "forecast_from_store", "series_sha256"]
 
@@ -51,8 +52,9 @@ def _series(payload: dict[str, Any], item: dict[str, Any]) -> tuple[Any, str | N
     return load_series(payload["data"], item["coin"])
 
 
-def train_series(store: ModelStore, coin: str, prices: Any, model: str, params: dict[str, Any],
-                 last_date: str | None = None) -> dict[str, Any]:
+def train_series(
+    store: ModelStore, coin: str, prices: Any, model: str, params: dict[str, Any], last_date: str | None = None
+) -> dict[str, Any]:
     """Fit ``model`` on one coin and store it; a record with the model id, or a failure record.
 
     A model whose extra this worker lacks fails with ``MissingDependencyError`` naming the extra.
@@ -68,11 +70,18 @@ def train_series(store: ModelStore, coin: str, prices: Any, model: str, params: 
         model_id = store.save(estimator, coin=coin, data=data, metrics=metrics)
     except CryptoMLError as exc:
         return failure_record(coin, model, exc)
-    except Exception as exc:  # noqa: BLE001 - one coin's failure must not sink the batch
+    except Exception as exc:  # one coin's failure must not sink the batch
         log.warning("unexpected error training %s on %s", model, coin, exc_info=True)
         return failure_record(coin, model, exc)
-    return {"coin": coin, "model": model, "status": "ok", "model_id": model_id, "n_obs": int(y.size),
-            "last_date": last_date, "metrics": metrics}
+    return {
+        "coin": coin,
+        "model": model,
+        "status": "ok",
+        "model_id": model_id,
+        "n_obs": int(y.size),
+        "last_date": last_date,
+        "metrics": metrics,
+    }
 
 
 def train_batch(payload: dict[str, Any]) -> list[dict[str, Any]]:
@@ -92,8 +101,9 @@ def train_batch(payload: dict[str, Any]) -> list[dict[str, Any]]:
         except CryptoMLError as exc:
             records.append(failure_record(item["coin"], payload["model"], exc))
             continue
-        records.append(train_series(store, item["coin"], prices, payload["model"], payload.get("params") or {},
-                                    last_date))
+        records.append(
+            train_series(store, item["coin"], prices, payload["model"], payload.get("params") or {}, last_date)
+        )
     return records
 
 
@@ -144,8 +154,8 @@ def forecast_from_store(payload: dict[str, Any]) -> list[dict[str, Any]]:
             model_id = (payload.get("model_ids") or {}).get(coin) or store.latest(model_name, coin)
             estimator, metadata = _load_cached(store, model_id)
             _check_request(model_id, metadata, payload.get("params") or {})
-            if hasattr(estimator, "forecast_from"):
-                forecast = _intervals_from_current(estimator, y, horizon, levels)
+            if isinstance(estimator, _ForecastsFromRecent):
+                forecast = _intervals_from_current(estimator, estimator.forecast_from, y, horizon, levels)
             elif metadata["data"].get("series_sha256") == series_sha256(y):
                 forecast = estimator.predict_interval(horizon, levels)
             else:
@@ -156,23 +166,45 @@ def forecast_from_store(payload: dict[str, Any]) -> list[dict[str, Any]]:
         except CryptoMLError as exc:
             records.append(failure_record(coin, model_name, exc))
             continue
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log.warning("unexpected error forecasting %s from the store", coin, exc_info=True)
             records.append(failure_record(coin, model_name, exc))
             continue
-        records.append({
-            "coin": coin, "model": model_name, "status": "ok", **forecast.to_record(), "levels": list(forecast.levels),
-            "dates": forecast_dates(last_date, horizon), "last_date": last_date, "last_price": float(y[-1]),
-            "n_obs": int(y.size), "model_id": model_id,
-        })
+        records.append(
+            {
+                "coin": coin,
+                "model": model_name,
+                "status": "ok",
+                **forecast.to_record(),
+                "levels": list(forecast.levels),
+                "dates": forecast_dates(last_date, horizon),
+                "last_date": last_date,
+                "last_price": float(y[-1]),
+                "n_obs": int(y.size),
+                "model_id": model_id,
+            }
+        )
     return records
 
 
-def _intervals_from_current(estimator: Forecaster, y: np.ndarray, horizon: int, levels: tuple) -> Forecast:
+@runtime_checkable
+class _ForecastsFromRecent(Protocol):
+    """A model that forecasts from any recent prices, not only from its training series (the LSTM)."""
+
+    def forecast_from(self, recent: np.ndarray, h: int) -> np.ndarray: ...
+
+
+def _intervals_from_current(
+    estimator: Forecaster,
+    forecast_from: Callable[[np.ndarray, int], np.ndarray],
+    y: np.ndarray,
+    horizon: int,
+    levels: tuple,
+) -> Forecast:
     """``forecast_from(y, horizon)`` with intervals spread from ``y``'s own k-day log returns (see above)."""
     y = validate_prices(y, 2, estimator.name)  # two prices: one observed return to spread
     # The point gets the checks predict() applies: finite and positive, or NonPositiveForecastError.
-    point = estimator._checked_point(estimator.forecast_from(y, horizon), horizon)
+    point = estimator._checked_point(forecast_from(y, horizon), horizon)
     return build_forecast(estimator.name, point, empirical_intervals(np.log(y), point, levels), levels)
 
 

@@ -11,7 +11,8 @@ import pytest
 from crypto_ml.config import Settings, get_settings
 
 REAL_DATA_DIR = Path(
-    os.environ.get("CRYPTO_ML_REAL_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "top100-2017"
+    os.environ.get("CRYPTO_ML_REAL_DATA")
+    or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "top100-2017"
 )
 #: Set by .ci/run: a missing service or dataset fails the test instead of skipping it.
 REQUIRE_SERVICES = os.environ.get("CRYPTO_ML_REQUIRE_SERVICES") == "1"
@@ -103,8 +104,9 @@ def start_worker(services, tmp_path):
 
     started: list[WorkerProcess] = []
 
-    def start(name: str = "w", *, concurrency: int = 1, queues: str | None = None, wait: bool = True,
-              env: dict | None = None) -> WorkerProcess:
+    def start(
+        name: str = "w", *, concurrency: int = 1, queues: str | None = None, wait: bool = True, env: dict | None = None
+    ) -> WorkerProcess:
         worker = WorkerProcess(name, tmp_path, concurrency=concurrency, queues=queues, env=env).start()
         started.append(worker)
         if wait:

@@ -31,8 +31,9 @@ def cmc_date(day: pd.Timestamp, full_month: bool = False) -> str:
     return f'"{month} {day.day}, {day.year}"'
 
 
-def cmc_row(day: pd.Timestamp | str, close: float | str, volume: str = '"1,194,830,000"',
-            cap: str = '"60,152,300,000"') -> str:
+def cmc_row(
+    day: pd.Timestamp | str, close: float | str, volume: str = '"1,194,830,000"', cap: str = '"60,152,300,000"'
+) -> str:
     stamp = day if isinstance(day, str) else cmc_date(day)
     return f"{stamp},{close},{close},{close},{close},{volume},{cap}"
 
@@ -43,8 +44,9 @@ def daily_rows(n: int, end: str = "2017-09-22", start_price: float = 100.0) -> l
     return [cmc_row(day, start_price + i) for i, day in reversed(list(enumerate(days)))]
 
 
-def write_coin(folder: Path, name: str, rows: list[str], *, header: str = HEADER, newline: str = "\n",
-               bom: bool = False) -> Path:
+def write_coin(
+    folder: Path, name: str, rows: list[str], *, header: str = HEADER, newline: str = "\n", bom: bool = False
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     text = newline.join([header, *rows]) + newline
     path = folder / f"{name}.csv"
@@ -74,12 +76,14 @@ def infos_of(caplog) -> list[str]:
 
 def long_frame() -> pd.DataFrame:
     days = pd.date_range(end="2017-09-22", periods=6, freq="D")
-    return pd.DataFrame({
-        "symbol": ["Bitcoin Cash"] * 6 + ["ETH"] * 4,
-        "date": [d.strftime("%Y-%m-%d") for d in days] + [d.strftime("%Y-%m-%d") for d in days[2:]],
-        "close": [10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 1.0, 2.0, 3.0, 4.0],
-        "volume": [100.0] * 10,
-    })
+    return pd.DataFrame(
+        {
+            "symbol": ["Bitcoin Cash"] * 6 + ["ETH"] * 4,
+            "date": [d.strftime("%Y-%m-%d") for d in days] + [d.strftime("%Y-%m-%d") for d in days[2:]],
+            "close": [10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 1.0, 2.0, 3.0, 4.0],
+            "volume": [100.0] * 10,
+        }
+    )
 
 
 def iso_days(n: int, end: str = "2017-09-22") -> list[str]:
@@ -91,7 +95,7 @@ def quirky_long_frame() -> pd.DataFrame:
     rows: list[tuple] = []
 
     def coin(symbol: str, dates: list, closes: list, volume: object = 100.0) -> None:
-        rows.extend((symbol, day, float(close), volume) for day, close in zip(dates, closes))
+        rows.extend((symbol, day, float(close), volume) for day, close in zip(dates, closes, strict=True))
 
     # Clean: nothing to drop, sort or warn about.
     coin("Rising", iso_days(6), [1, 2, 3, 4, 5, 6])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import ClassVar
 
 import numpy as np
 
@@ -26,7 +27,7 @@ class SpyModel(Forecaster):
 
     name = "spy"
     min_points = 1
-    fitted: list[np.ndarray] = []
+    fitted: ClassVar[list[np.ndarray]] = []
 
     def __init__(self) -> None:
         pass
@@ -48,7 +49,7 @@ class PeekingModel(Forecaster):
 
     name = "peeking"
     min_points = 1
-    peeked: list[int] = []
+    peeked: ClassVar[list[int]] = []
 
     def __init__(self) -> None:
         pass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 
-import jobs
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,12 +20,18 @@ from crypto_ml.evaluation.metrics import coverage, interval_width, winkler_score
 from crypto_ml.exceptions import InvalidParameterError, SeriesTooShortError, UnknownModelError
 from crypto_ml.models import MODEL_REGISTRY
 
+import jobs
+
 
 @pytest.fixture
 def registered_test_models(monkeypatch):
     """The models of tests/jobs.py, registered for this test only."""
-    for name, cls in (("spy", "SpyModel"), ("peeking", "PeekingModel"), ("mutating", "MutatingModel"),
-                      ("fussy", "FussyModel")):
+    for name, cls in (
+        ("spy", "SpyModel"),
+        ("peeking", "PeekingModel"),
+        ("mutating", "MutatingModel"),
+        ("fussy", "FussyModel"),
+    ):
         monkeypatch.setitem(MODEL_REGISTRY, name, f"jobs:{cls}")
     jobs.SpyModel.fitted.clear()
     jobs.PeekingModel.peeked.clear()
@@ -54,7 +59,7 @@ def test_cutoffs_use_the_windows_that_fit():
 
 
 def test_cutoffs_of_a_series_too_short_say_what_is_needed():
-    with pytest.raises(SeriesTooShortError, match="needs at least 5 points .2 to train on and 3 to test.*has 4"):
+    with pytest.raises(SeriesTooShortError, match=r"needs at least 5 points .2 to train on and 3 to test.*has 4"):
         rolling_origin_cutoffs(4, 3, 1)
 
 
@@ -74,7 +79,11 @@ def test_backtest_series_on_a_ramp_by_hand():
     dates = pd.date_range("2017-01-01", periods=30, freq="D").strftime("%Y-%m-%d").tolist()
     records = backtest_series("ramp", prices, ["naive", "drift"], horizon=3, windows=2, dates=dates)
     assert [(r["model"], r["window"], r["cutoff"]) for r in records] == [
-        ("naive", 1, 24), ("naive", 2, 27), ("drift", 1, 24), ("drift", 2, 27)]
+        ("naive", 1, 24),
+        ("naive", 2, 27),
+        ("drift", 1, 24),
+        ("drift", 2, 27),
+    ]
     naive, drift = records[1], records[3]
     assert naive["forecast"] == [27.0] * 3 and naive["actual"] == [28.0, 29.0, 30.0]
     assert naive["abs_errors"] == [1.0, 2.0, 3.0]
@@ -96,7 +105,9 @@ def test_a_short_series_uses_the_windows_that_fit_and_says_so():
 def test_a_series_too_short_for_any_window_is_one_failed_record_per_model():
     records = backtest_series("tiny", [1.0, 2.0, 3.0], ["naive", "drift"], horizon=3, windows=2)
     assert [(r["model"], r["status"], r["window"], r["error_type"]) for r in records] == [
-        ("naive", "failed", None, "SeriesTooShortError"), ("drift", "failed", None, "SeriesTooShortError")]
+        ("naive", "failed", None, "SeriesTooShortError"),
+        ("drift", "failed", None, "SeriesTooShortError"),
+    ]
     assert "needs at least 5 points" in records[0]["error"]
 
 
@@ -109,8 +120,9 @@ def test_windows_leave_room_for_the_most_demanding_model():
 
 def test_a_model_failing_on_one_window_fails_only_that_window(registered_test_models):
     prices = np.arange(1.0, 31.0)
-    records = backtest_series("ramp", prices, ["fussy", "naive"], horizon=3, windows=3,
-                              params={"fussy": {"fail_above": 23.5}})
+    records = backtest_series(
+        "ramp", prices, ["fussy", "naive"], horizon=3, windows=3, params={"fussy": {"fail_above": 23.5}}
+    )
     fussy = [r for r in records if r["model"] == "fussy"]
     assert [r["status"] for r in fussy] == ["ok", "failed", "failed"]  # last training prices 21, 24, 27
     assert fussy[1]["error_type"] == "RuntimeError" and "24.0 is above 23.5" in fussy[1]["error"]
@@ -146,8 +158,14 @@ def test_every_fit_sees_exactly_the_prices_before_its_cutoff(registered_test_mod
 
 
 def test_the_task_payload_path_fits_on_the_past_only_too(registered_test_models, random_walk):
-    payload = {"models": ["spy"], "params": {}, "horizon": 5, "windows": 2, "step": 3,
-               "series": [{"coin": "walk", "prices": random_walk.tolist()}]}
+    payload = {
+        "models": ["spy"],
+        "params": {},
+        "horizon": 5,
+        "windows": 2,
+        "step": 3,
+        "series": [{"coin": "walk", "prices": random_walk.tolist()}],
+    }
     records = backtest_batch(payload)
     assert [r["cutoff"] for r in records] == [52, 55]
     assert [f.size for f in jobs.SpyModel.fitted] == [52, 55]
@@ -252,8 +270,7 @@ def test_naive_interval_scores_by_hand(half_speed):
 
 
 def test_interval_fields_match_the_metric_functions_on_the_recorded_bounds(random_walk):
-    records = backtest_series("walk", random_walk, ["naive", "drift", "linear"], horizon=5, windows=3,
-                              levels=[50, 90])
+    records = backtest_series("walk", random_walk, ["naive", "drift", "linear"], horizon=5, windows=3, levels=[50, 90])
     for r in records:
         assert r["status"] == "ok"
         assert "lo_80" not in r and {"lo_50", "hi_50", "lo_90", "hi_90"} <= set(r)  # the requested levels only
@@ -273,6 +290,13 @@ def test_a_bad_level_fails_the_coin_with_the_reason():
 
 
 def test_the_payload_levels_reach_the_records():
-    payload = {"models": ["naive"], "params": {}, "horizon": 2, "windows": 1, "step": None, "levels": [90],
-               "series": [{"coin": "c", "prices": list(np.arange(1.0, 20.0))}]}
+    payload = {
+        "models": ["naive"],
+        "params": {},
+        "horizon": 2,
+        "windows": 1,
+        "step": None,
+        "levels": [90],
+        "series": [{"coin": "c", "prices": list(np.arange(1.0, 20.0))}],
+    }
     assert {"lo_90", "winkler_90"} <= set(backtest_batch(payload)[0])

@@ -28,6 +28,7 @@ def options(tmp_path) -> Options:
 
 def load_strict(path: Path) -> dict:
     """Parse JSON as a strict reader would: NaN or Infinity is an error, not a number."""
+
     def refuse(token: str) -> None:
         raise ValueError(f"{path.name} holds {token}, which is not JSON")
 
@@ -52,7 +53,7 @@ def check_document(document: dict, name: str) -> None:
 def test_every_benchmark_module_has_the_runner_contract():
     for name, module_name in BENCHMARKS.items():
         module = importlib.import_module(module_name)
-        assert module.NAME == name
+        assert name == module.NAME
         assert module.TITLE and callable(module.run)
         assert module.__doc__, f"{module_name} explains what it measures"
 

@@ -37,17 +37,21 @@ def test_settings_that_keep_work_safe_under_load():
 
 
 def test_celery_dash_a_finds_the_app():
-    done = subprocess.run([sys.executable, "-m", "celery", "-A", "crypto_ml", "report"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "crypto_ml", "report"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert "crypto_ml.tasks" in done.stdout and "results:redis://" in done.stdout
 
 
 def test_import_crypto_ml_is_light():
-    code = ("import sys, time; t = time.perf_counter(); import crypto_ml; "
-            "print(time.perf_counter() - t, 'tensorflow' in sys.modules, 'celery' in sys.modules)")
-    seconds, tf, celery = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                         timeout=60).stdout.split()
+    code = (
+        "import sys, time; t = time.perf_counter(); import crypto_ml; "
+        "print(time.perf_counter() - t, 'tensorflow' in sys.modules, 'celery' in sys.modules)"
+    )
+    seconds, tf, celery = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    ).stdout.split()
     assert float(seconds) < 1.0 and tf == "False" and celery == "False"
 
 
@@ -68,12 +72,22 @@ def test_a_pickled_message_is_refused_and_the_worker_stays_up(start_worker, tmp_
     worker = start_worker("pickle")
     marker = tmp_path / "pwned"
     task_id = str(uuid.uuid4())
-    headers = {"lang": "py", "task": "crypto_ml.noop", "id": task_id, "root_id": task_id,
-               "parent_id": None, "group": None, "retries": 0, "eta": None, "expires": None}
+    headers = {
+        "lang": "py",
+        "task": "crypto_ml.noop",
+        "id": task_id,
+        "root_id": task_id,
+        "parent_id": None,
+        "group": None,
+        "retries": 0,
+        "eta": None,
+        "expires": None,
+    }
     body = ((Exploit(str(marker)),), {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None})
     with Connection(app.conf.broker_url) as connection:
         Producer(connection.default_channel).publish(
-            body, routing_key=LIGHT_QUEUE, serializer="pickle", headers=headers)
+            body, routing_key=LIGHT_QUEUE, serializer="pickle", headers=headers
+        )
     assert pickle.dumps(Exploit("x"))  # the payload is a real, working pickle
 
     deadline = time.monotonic() + 15
@@ -89,8 +103,13 @@ def test_a_pickled_message_is_refused_and_the_worker_stays_up(start_worker, tmp_
 @pytest.mark.parametrize(("value", "expected"), [("0", "None"), ("2500", "2560000")])
 def test_worker_memory_limit_comes_from_settings(value, expected):
     code = "from crypto_ml.celery_app import app; print(app.conf.worker_max_memory_per_child)"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "CRYPTO_ML_WORKER_MAX_MEMORY_MB": value})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "CRYPTO_ML_WORKER_MAX_MEMORY_MB": value},
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == expected
 
@@ -127,8 +146,11 @@ def test_flower_lists_workers_behind_basic_auth(start_worker, tmp_path):
     log = open(tmp_path / "flower.log", "wb")  # noqa: SIM115
     flower = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "crypto_ml", "flower", f"--port={port}", "--address=127.0.0.1"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "FLOWER_BASIC_AUTH": f"{user}:{password}"},
-        start_new_session=True)
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "FLOWER_BASIC_AUTH": f"{user}:{password}"},
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}/api/workers?refresh=1"
     try:
         deadline = time.monotonic() + 60

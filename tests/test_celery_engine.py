@@ -15,6 +15,7 @@ from crypto_ml.data_loader import CryptoLoader
 from crypto_ml.engines import resolve_engine
 from crypto_ml.manager import CryptoManager
 from crypto_ml.synthetic import generate_dataset
+
 from conftest import skip_or_fail
 
 pytestmark = pytest.mark.broker
@@ -42,7 +43,8 @@ def start_slow_batch(loader: CryptoLoader):
     def produce():
         engine = CeleryEngine(workers=2, timeout=300)
         outcome["run"] = CryptoManager(loader, engine=engine, batch_size=1).send_tasks(
-            SLOW["model"], params=SLOW["params"], verbose=False)
+            SLOW["model"], params=SLOW["params"], verbose=False
+        )
 
     producer = threading.Thread(target=produce)
     producer.start()
@@ -102,7 +104,8 @@ def test_celery_and_local_give_the_same_forecasts(start_worker, synth_dir):
         assert all(sorted(r.intervals) == ["hi_80", "hi_95", "lo_80", "lo_95"] for r in remote)
         assert [r.intervals for r in remote] == [r.intervals for r in local]
     by_reference = CryptoManager(loader, engine=CeleryEngine()).send_tasks(
-        "drift", horizon=10, verbose=False, transfer="reference")
+        "drift", horizon=10, verbose=False, transfer="reference"
+    )
     local = CryptoManager(loader, engine="local").send_tasks("drift", horizon=10, verbose=False)
     assert by_reference.transfer == "reference"
     assert [r.forecast for r in by_reference] == [r.forecast for r in local]
@@ -120,7 +123,8 @@ def test_a_batch_is_spread_over_two_workers(start_worker, synth_dir):
     w1, w2 = start_worker("spread1"), start_worker("spread2")
     before = task_totals([w1.node, w2.node])
     run = CryptoManager(CryptoLoader(synth_dir), engine=CeleryEngine(workers=2), batch_size=1).send_tasks(
-        "svr_rbf", verbose=False)
+        "svr_rbf", verbose=False
+    )
     assert len(run.ok) == 12
     after = task_totals([w1.node, w2.node])
     done = {node: after[node] - before[node] for node in after}
@@ -161,7 +165,8 @@ def test_timeout_is_reported_per_coin_not_raised(start_worker, slow_dir):
     worker = start_worker("slowpoke")
     engine = CeleryEngine(workers=1, timeout=0.5)
     run = CryptoManager(CryptoLoader(slow_dir), engine=engine, batch_size=6).send_tasks(
-        SLOW["model"], params=SLOW["params"], verbose=False)
+        SLOW["model"], params=SLOW["params"], verbose=False
+    )
     assert len(run) == 12
     assert {r.error_type for r in run.failed} == {"EngineError"}
     assert all("did not finish within 0.5s" in r.error for r in run.failed)

@@ -13,9 +13,21 @@ DATES = ["2017-01-05", "2017-01-10", "2017-01-15", "2017-01-20"]
 
 
 def _record(coin, model, window, **scores):
-    base = {"coin": coin, "model": model, "window": window, "status": "ok", "cutoff_date": DATES[window - 1],
-            "windows_used": 4, "mase": 1.0, "crps": 1.0, "coverage_80": 0.6, "width_80": 2.0, "winkler_80": 2.0,
-            "origin_volatility": None, "coverage_grid": {"10": 0.1, "80": 0.6}}
+    base = {
+        "coin": coin,
+        "model": model,
+        "window": window,
+        "status": "ok",
+        "cutoff_date": DATES[window - 1],
+        "windows_used": 4,
+        "mase": 1.0,
+        "crps": 1.0,
+        "coverage_80": 0.6,
+        "width_80": 2.0,
+        "winkler_80": 2.0,
+        "origin_volatility": None,
+        "coverage_grid": {"10": 0.1, "80": 0.6},
+    }
     return {**base, **scores}
 
 
@@ -30,9 +42,19 @@ def records():
             volatility = float(4 * c + window)
             regime_cover = 1.0 if volatility <= 4 else 0.8 if volatility <= 8 else 0.6
             out.append(_record(coin, "naive", window, origin_volatility=volatility))
-            out.append(_record(coin, "m", window, winkler_80=1.0 + 0.1 * (window % 2 == 0), coverage_80=regime_cover,
-                               width_80=1.0, crps=0.5, origin_volatility=volatility,
-                               coverage_grid={"10": 0.3, "80": regime_cover}))
+            out.append(
+                _record(
+                    coin,
+                    "m",
+                    window,
+                    winkler_80=1.0 + 0.1 * (window % 2 == 0),
+                    coverage_80=regime_cover,
+                    width_80=1.0,
+                    crps=0.5,
+                    origin_volatility=volatility,
+                    coverage_grid={"10": 0.3, "80": regime_cover},
+                )
+            )
     out.append({"coin": "a", "model": "m", "window": 5, "status": "failed", "error_type": "E", "error": "x"})
     return out
 
@@ -93,5 +115,9 @@ def test_verdicts_name_what_fell_short(records):
     assert text.startswith("not distinguishable from naive")
     assert "not calibrated within 5 points: 80% covers 0.50" in text
     worse = [{**r, "winkler_80": 4.0 - r["winkler_80"]} if r["model"] == "m" else r for r in ok]  # ~2.95 > 2
-    assert verdicts(worse, ["naive", "m"], (80,), 5, 5).set_index("model").loc["m", "intervals"].startswith(
-        "worse than naive")
+    assert (
+        verdicts(worse, ["naive", "m"], (80,), 5, 5)
+        .set_index("model")
+        .loc["m", "intervals"]
+        .startswith("worse than naive")
+    )

@@ -51,8 +51,15 @@ def test_settings_are_read_once(monkeypatch):
     assert get_settings() is first
 
 
-@pytest.mark.parametrize("var, value", [("CRYPTO_ML_ENGINE", "spark"), ("CRYPTO_ML_BATCH_SIZE", "0"),
-                                        ("CRYPTO_ML_PROBE_TIMEOUT", "-1"), ("CRYPTO_ML_MODEL", "prophet")])
+@pytest.mark.parametrize(
+    "var, value",
+    [
+        ("CRYPTO_ML_ENGINE", "spark"),
+        ("CRYPTO_ML_BATCH_SIZE", "0"),
+        ("CRYPTO_ML_PROBE_TIMEOUT", "-1"),
+        ("CRYPTO_ML_MODEL", "prophet"),
+    ],
+)
 def test_bad_environment_values_are_rejected_by_name(monkeypatch, var, value):
     monkeypatch.setenv(var, value)
     with pytest.raises(ValidationError, match=var.removeprefix("CRYPTO_ML_").lower()):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import jobs
 import numpy as np
 import pytest
 
 from crypto_ml.evaluation import backtest_series
 from crypto_ml.exceptions import SeriesTooShortError
 from crypto_ml.models import MODEL_REGISTRY, get_model
+
+import jobs
 
 HORIZON = 10
 
@@ -46,8 +47,9 @@ def test_conformal_repairs_a_model_whose_own_interval_is_wrong():
 
 def test_point_forecast_is_the_base_models():
     y = random_walk(200, 1)
-    np.testing.assert_array_equal(get_model("linear+conformal").fit(y).predict(HORIZON),
-                                  get_model("linear").fit(y).predict(HORIZON))
+    np.testing.assert_array_equal(
+        get_model("linear+conformal").fit(y).predict(HORIZON), get_model("linear").fit(y).predict(HORIZON)
+    )
 
 
 def test_calibration_origins_stay_inside_the_training_data():

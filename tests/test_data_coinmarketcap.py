@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from data_helpers import daily_rows, load_error, warnings_of, write_coin
 
 from crypto_ml.data import COLUMNS, CryptoLoader
+
+from data_helpers import daily_rows, load_error, warnings_of, write_coin
 
 # --- Columns ---------------------------------------------------------------------------
 
@@ -38,8 +39,10 @@ def test_header_only_file(tmp_path):
     assert "Header.csv has no data rows" in load_error(tmp_path, "header")
 
 
-@pytest.mark.parametrize("junk", [b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", b"\xff\xfe\xfaDate,Close\n\xc3\x28,1\n",
-                                  "Date,Close\n".encode("utf-16")])
+@pytest.mark.parametrize(
+    "junk",
+    [b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", b"\xff\xfe\xfaDate,Close\n\xc3\x28,1\n", "Date,Close\n".encode("utf-16")],
+)
 def test_binary_junk(tmp_path, junk):
     (tmp_path / "Junk.csv").write_bytes(junk)
     assert "Junk.csv is not a text CSV file" in load_error(tmp_path, "junk")

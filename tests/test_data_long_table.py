@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from data_helpers import LOGGER, from_data, long_frame, quirky_long_frame, warnings_of
 
 from crypto_ml.data import COLUMNS, CryptoLoader, long_table
 from crypto_ml.exceptions import DataFormatError
+
+from data_helpers import LOGGER, from_data, long_frame, quirky_long_frame, warnings_of
 
 # --- Long format -----------------------------------------------------------------------
 
@@ -72,14 +73,14 @@ def test_long_format_bad_rows_follow_the_same_rules(tmp_path, caplog):
 def test_long_format_without_symbol_column(tmp_path):
     path = tmp_path / "long.csv"
     path.write_text("date,close\n2017-09-01,1\n")
-    with pytest.raises(DataFormatError, match="lacks the column.*symbol"):
+    with pytest.raises(DataFormatError, match=r"lacks the column.*symbol"):
         CryptoLoader(path).get_crypto_names()
 
 
 def test_long_format_corrupt_parquet(tmp_path):
     path = tmp_path / "coins.parquet"
     path.write_bytes(b"not parquet at all")
-    with pytest.raises(DataFormatError, match="coins.parquet is not a readable Parquet file"):
+    with pytest.raises(DataFormatError, match=r"coins.parquet is not a readable Parquet file"):
         CryptoLoader(path).get_crypto_names()
 
 
@@ -134,20 +135,38 @@ def load_everything(path: Path, caplog, **kwargs) -> tuple[CryptoLoader, dict, d
     return loader, frames, report, logs
 
 
-@pytest.mark.parametrize("bounds", [{}, {"from_date": "2017-09-19", "to_date": "2017-09-21"}, {"max_points": 2},
-                                    {"from_date": "1600-01-01", "to_date": "2300-01-01"}])
+@pytest.mark.parametrize(
+    "bounds",
+    [
+        {},
+        {"from_date": "2017-09-19", "to_date": "2017-09-21"},
+        {"max_points": 2},
+        {"from_date": "1600-01-01", "to_date": "2300-01-01"},
+    ],
+)
 def test_long_format_fast_path_matches_the_per_coin_path(quirky_long, monkeypatch, caplog, bounds):
     caplog.set_level(logging.INFO, logger=LOGGER)
     fast, fast_frames, fast_report, fast_logs = load_everything(quirky_long, caplog, **bounds)
     table = fast._table
-    assert {name for name, clean in zip(table.names, table.clean) if clean} == {
-        "rising", "falling", "gappy", "no_volume", "month_names", "single", "interleaved_a", "interleaved_b"}
+    assert {name for name, clean in zip(table.names, table.clean, strict=True) if clean} == {
+        "rising",
+        "falling",
+        "gappy",
+        "no_volume",
+        "month_names",
+        "single",
+        "interleaved_a",
+        "interleaved_b",
+    }
 
     # The path every coin took before: flag an Excel date on every row for the grouping
     # step only, so that no coin counts as clean and each one goes through the cleaning.
     group = long_table._group_coins
-    monkeypatch.setattr(long_table, "_group_coins", lambda ids, count, converted: group(
-        ids, count, {**converted, "_excel": np.ones(len(ids), dtype=bool)}))
+    monkeypatch.setattr(
+        long_table,
+        "_group_coins",
+        lambda ids, count, converted: group(ids, count, {**converted, "_excel": np.ones(len(ids), dtype=bool)}),
+    )
     slow, slow_frames, slow_report, slow_logs = load_everything(quirky_long, caplog, **bounds)
     assert not slow._table.clean.any()
 
@@ -203,11 +222,13 @@ def test_long_format_names_fail_as_the_full_read_does(tmp_path):
     frame.iloc[:0].to_parquet(tmp_path / "header_only.parquet")
     (tmp_path / "ragged.csv").write_text("symbol,date,close\nA,2017-09-22,1,9\n")
     (tmp_path / "header_only.csv").write_text("symbol,date,close\n")
-    for name, message in [("no_symbol.parquet", "lacks the column.*symbol"),
-                          ("symbol_index.parquet", "lacks the column.*symbol"),
-                          ("header_only.parquet", "header_only.parquet has no data rows"),
-                          ("ragged.csv", "ragged.csv cannot be parsed as CSV"),
-                          ("header_only.csv", "header_only.csv has no data rows")]:
+    for name, message in [
+        ("no_symbol.parquet", "lacks the column.*symbol"),
+        ("symbol_index.parquet", "lacks the column.*symbol"),
+        ("header_only.parquet", "header_only.parquet has no data rows"),
+        ("ragged.csv", "ragged.csv cannot be parsed as CSV"),
+        ("header_only.csv", "header_only.csv has no data rows"),
+    ]:
         with pytest.raises(DataFormatError, match=message):
             CryptoLoader(tmp_path / name).get_crypto_names()
 

@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from data_helpers import LOGGER, cmc_row, infos_of, iso_days, long_frame, warnings_of, write_coin
 
 from crypto_ml.data import CryptoLoader, parsing
+
+from data_helpers import LOGGER, cmc_row, infos_of, iso_days, long_frame, warnings_of, write_coin
 
 # --- Dates -----------------------------------------------------------------------------
 
@@ -18,30 +19,42 @@ from crypto_ml.data import CryptoLoader, parsing
 def test_mixed_date_formats(tmp_path):
     rows = [
         cmc_row('"Sep 22, 2017"', 6.0),
-        cmc_row('"Sep 4, 2017"', 5.0),      # unpadded day
-        cmc_row('"July 1, 2017"', 4.0),     # full month name
+        cmc_row('"Sep 4, 2017"', 5.0),  # unpadded day
+        cmc_row('"July 1, 2017"', 4.0),  # full month name
         cmc_row('"June 4, 2017"', 3.0),
-        cmc_row("2017-05-02", 2.0),         # ISO
+        cmc_row("2017-05-02", 2.0),  # ISO
         cmc_row("2017-05-01T13:45:00", 1.5),  # ISO with a time: normalised to midnight
-        cmc_row("42093", 1.0),              # Excel serial, 2015-03-30
+        cmc_row("42093", 1.0),  # Excel serial, 2015-03-30
     ]
     write_coin(tmp_path, "Mixed", rows)
     frame = CryptoLoader(tmp_path).get_df("mixed")
     assert frame["Date"].dt.strftime("%Y-%m-%d").tolist() == [
-        "2015-03-30", "2017-05-01", "2017-05-02", "2017-06-04", "2017-07-01", "2017-09-04", "2017-09-22"]
+        "2015-03-30",
+        "2017-05-01",
+        "2017-05-02",
+        "2017-06-04",
+        "2017-07-01",
+        "2017-09-04",
+        "2017-09-22",
+    ]
     assert frame["Close"].tolist() == [1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0]
 
 
 def test_unpadded_day_is_parsed(tmp_path):
     write_coin(tmp_path, "Coin", [cmc_row('"Sep 4, 2017"', 1.0), cmc_row('"Sep 3, 2017"', 1.0)])
-    assert CryptoLoader(tmp_path).get_df("coin")["Date"].tolist() == [pd.Timestamp("2017-09-03"),
-                                                                    pd.Timestamp("2017-09-04")]
+    assert CryptoLoader(tmp_path).get_df("coin")["Date"].tolist() == [
+        pd.Timestamp("2017-09-03"),
+        pd.Timestamp("2017-09-04"),
+    ]
 
 
 def test_excel_serial_date_is_converted_and_logged(tmp_path, caplog):
     # As in Monero.csv: unquoted serial and unquoted numbers, between CMC rows.
-    rows = [cmc_row('"Mar 31, 2015"', 0.907059), "42093,0.718821,0.890235,0.71482,0.853188,108069,4993790",
-            cmc_row('"Mar 29, 2015"', 0.712153)]
+    rows = [
+        cmc_row('"Mar 31, 2015"', 0.907059),
+        "42093,0.718821,0.890235,0.71482,0.853188,108069,4993790",
+        cmc_row('"Mar 29, 2015"', 0.712153),
+    ]
     write_coin(tmp_path, "Monero", rows)
     caplog.set_level(logging.INFO, logger=LOGGER)
     frame = CryptoLoader(tmp_path).get_df("monero")
@@ -56,8 +69,11 @@ def test_excel_serial_date_is_converted_and_logged(tmp_path, caplog):
 
 
 def test_thousands_separators_dollars_and_spaces(tmp_path):
-    write_coin(tmp_path, "Coin", [cmc_row('"Sep 22, 2017"', '" 3,630.70 "', volume='"$1,194,830,000"',
-                                          cap='" 60,152,300,000 "')])
+    write_coin(
+        tmp_path,
+        "Coin",
+        [cmc_row('"Sep 22, 2017"', '" 3,630.70 "', volume='"$1,194,830,000"', cap='" 60,152,300,000 "')],
+    )
     frame = CryptoLoader(tmp_path).get_df("coin")
     assert frame.loc[0, "Close"] == 3630.7
     assert frame.loc[0, "Volume"] == 1_194_830_000.0
@@ -66,8 +82,9 @@ def test_thousands_separators_dollars_and_spaces(tmp_path):
 
 @pytest.mark.parametrize("marker", ["-", "", "null", "NaN"])
 def test_missing_markers_become_nan_and_rows_are_kept(tmp_path, caplog, marker):
-    write_coin(tmp_path, "Coin", [cmc_row('"Sep 22, 2017"', 2.0), cmc_row('"Sep 21, 2017"', 1.0, volume=marker,
-                                                                          cap=marker)])
+    write_coin(
+        tmp_path, "Coin", [cmc_row('"Sep 22, 2017"', 2.0), cmc_row('"Sep 21, 2017"', 1.0, volume=marker, cap=marker)]
+    )
     caplog.set_level(logging.INFO, logger=LOGGER)
     frame = CryptoLoader(tmp_path).get_df("coin")
     assert len(frame) == 2
@@ -78,8 +95,15 @@ def test_missing_markers_become_nan_and_rows_are_kept(tmp_path, caplog, marker):
 
 
 def test_tiny_prices_are_preserved_exactly(tmp_path):
-    write_coin(tmp_path, "Sprouts", [cmc_row('"Sep 22, 2017"', "3.2e-08"), cmc_row('"Sep 21, 2017"', "0.000000032"),
-                                     cmc_row('"Sep 20, 2017"', "4.1E-9")])
+    write_coin(
+        tmp_path,
+        "Sprouts",
+        [
+            cmc_row('"Sep 22, 2017"', "3.2e-08"),
+            cmc_row('"Sep 21, 2017"', "0.000000032"),
+            cmc_row('"Sep 20, 2017"', "4.1E-9"),
+        ],
+    )
     prices = CryptoLoader(tmp_path).get_prices("sprouts")
     assert prices.tolist() == [4.1e-09, 3.2e-08, 3.2e-08]
     assert (prices > 0).all()
@@ -89,27 +113,62 @@ def test_tiny_prices_are_preserved_exactly(tmp_path):
 
 
 def test_iso_fast_path_agrees_with_the_multi_format_parser():
-    texts = ["2017-09-22", "2016-02-29", "2000-02-29", "2017-02-29", "1900-02-29", "2017-02-30", "2017-13-01",
-             "2017-00-10", "2017-01-00", "2017-9-1", "02017-9-01", "+017-09-01", " 2017-09-22", "2017-09-22 ",
-             "2017-09-22T05:00:00", "2017-09-22T23:00:00-05:00", "0000-01-01", "1600-01-01", "1677-09-22",
-             "1678-01-01", "2262-01-01", "2262-01-02", "2262-04-11", "9999-12-31", "١٢٣٤-٠٩-٠١", "2017/09/22",
-             "Sep 22, 2017", "June 4, 2017", "42093", "2017", "", "-", None]
+    texts = [
+        "2017-09-22",
+        "2016-02-29",
+        "2000-02-29",
+        "2017-02-29",
+        "1900-02-29",
+        "2017-02-30",
+        "2017-13-01",
+        "2017-00-10",
+        "2017-01-00",
+        "2017-9-1",
+        "02017-9-01",
+        "+017-09-01",
+        " 2017-09-22",
+        "2017-09-22 ",
+        "2017-09-22T05:00:00",
+        "2017-09-22T23:00:00-05:00",
+        "0000-01-01",
+        "1600-01-01",
+        "1677-09-22",
+        "1678-01-01",
+        "2262-01-01",
+        "2262-01-02",
+        "2262-04-11",
+        "9999-12-31",
+        "١٢٣٤-٠٩-٠١",  # noqa: RUF001 - Arabic-Indic digits, on purpose
+        "2017/09/22",
+        "Sep 22, 2017",
+        "June 4, 2017",
+        "42093",
+        "2017",
+        "",
+        "-",
+        None,
+    ]
     values = pd.Series(texts, dtype="str")
     expected_dates, expected_excel = parsing._parse_date_strings(values)
     assert expected_excel.any() and np.isnat(expected_dates).any() and not np.isnat(expected_dates).all()
-    for given in (values, pa.chunked_array([pa.array(texts[:7], pa.large_string()), pa.array(texts[7:], pa.large_string())]),
-                  pa.array(["x", *texts]).slice(1)):
+    for given in (
+        values,
+        pa.chunked_array([pa.array(texts[:7], pa.large_string()), pa.array(texts[7:], pa.large_string())]),
+        pa.array(["x", *texts]).slice(1),
+    ):
         dates, excel = parsing._parse_dates(given)
         np.testing.assert_array_equal(dates, expected_dates)
         np.testing.assert_array_equal(excel, expected_excel)
 
 
 def test_long_format_parses_each_non_iso_date_once_and_iso_dates_never(tmp_path, monkeypatch):
-    frame = pd.DataFrame({
-        "symbol": ["A"] * 6 + ["B"] * 6,
-        "date": [*iso_days(4), "Sep 23, 2017", " 2017-09-24 "] * 2,
-        "close": np.arange(1.0, 13.0),
-    })
+    frame = pd.DataFrame(
+        {
+            "symbol": ["A"] * 6 + ["B"] * 6,
+            "date": [*iso_days(4), "Sep 23, 2017", " 2017-09-24 "] * 2,
+            "close": np.arange(1.0, 13.0),
+        }
+    )
     path = tmp_path / "long.parquet"
     frame.to_parquet(path)
     seen: list[str] = []

@@ -9,9 +9,10 @@ import logging
 import numpy as np
 import pandas as pd
 import pytest
-from data_helpers import LOGGER, cmc_date, cmc_row, daily_rows, infos_of, load_error, warnings_of, write_coin
 
 from crypto_ml.data import CoinReport, CryptoLoader, DataReport
+
+from data_helpers import LOGGER, cmc_date, cmc_row, daily_rows, infos_of, load_error, warnings_of, write_coin
 
 # --- Kept with a warning ---------------------------------------------------------------
 
@@ -69,14 +70,20 @@ def test_only_bad_prices_is_a_format_error(tmp_path):
 
 
 def test_bad_dates_and_closes_are_dropped_with_examples(tmp_path, caplog):
-    rows = [*daily_rows(4), cmc_row('"Feb 30, 2017"', 1.0), cmc_row('"soon"', 1.0), cmc_row('"Sep 1, 2017"', "n/a"),
-            cmc_row('"Sep 2, 2017"', "abc")]
+    rows = [
+        *daily_rows(4),
+        cmc_row('"Feb 30, 2017"', 1.0),
+        cmc_row('"soon"', 1.0),
+        cmc_row('"Sep 1, 2017"', "n/a"),
+        cmc_row('"Sep 2, 2017"', "abc"),
+    ]
     write_coin(tmp_path, "Coin", rows)
     loader = CryptoLoader(tmp_path)
     assert len(loader.get_df("coin")) == 4
     messages = warnings_of(caplog)
-    assert any("dropped 2 row(s) with an unparseable Date" in m and "'Feb 30, 2017'" in m and "'soon'" in m
-               for m in messages)
+    assert any(
+        "dropped 2 row(s) with an unparseable Date" in m and "'Feb 30, 2017'" in m and "'soon'" in m for m in messages
+    )
     assert any("dropped 2 row(s) with a missing or non-numeric Close" in m and "'abc'" in m for m in messages)
     assert loader.report().coins[0].dropped_rows == 4
 

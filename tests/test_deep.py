@@ -16,18 +16,26 @@ FAST_LSTM = {"epochs": 2, "window": 8, "units": [4, 4], "min_windows": 3}
 
 
 def test_import_crypto_ml_and_the_model_registry_never_import_tensorflow():
-    code = ("import sys, crypto_ml.manager, crypto_ml.tasks; from crypto_ml.models import get_model; "
-            "get_model('lstm'); print('tensorflow' in sys.modules, 'keras' in sys.modules)")
+    code = (
+        "import sys, crypto_ml.manager, crypto_ml.tasks; from crypto_ml.models import get_model; "
+        "get_model('lstm'); print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == ["False", "False"], done.stderr
 
 
 @pytest.mark.deep
 def test_a_pool_process_uses_one_thread_and_the_main_process_the_default():
-    code = ("from crypto_ml import deep; {mark}k = deep.keras_module(); import tensorflow as tf; "
-            "print(tf.config.threading.get_intra_op_parallelism_threads())")
-    pool = subprocess.run([sys.executable, "-c", code.format(mark="deep.mark_pool_process(); ")],
-                          capture_output=True, text=True, timeout=120)
+    code = (
+        "from crypto_ml import deep; {mark}k = deep.keras_module(); import tensorflow as tf; "
+        "print(tf.config.threading.get_intra_op_parallelism_threads())"
+    )
+    pool = subprocess.run(
+        [sys.executable, "-c", code.format(mark="deep.mark_pool_process(); ")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     main = subprocess.run([sys.executable, "-c", code.format(mark="")], capture_output=True, text=True, timeout=120)
     assert pool.stdout.strip() == "1", pool.stderr
     assert main.stdout.strip() == "0", main.stderr  # 0: TensorFlow picks, i.e. every core
@@ -75,9 +83,28 @@ TF_LOG_LINE = re.compile(r"^[IWE]\d{4} \d\d:\d\d:\d\d", re.M)
 def lstm_cli(env: dict | None = None) -> subprocess.CompletedProcess:
     import os
 
-    return subprocess.run([sys.executable, "-m", "crypto_ml", "forecast", "--model", "lstm", "--coins", "rivencoin",
-                           "-p", "epochs=1", "--engine", "local", "-H", "3"],
-                          capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crypto_ml",
+            "forecast",
+            "--model",
+            "lstm",
+            "--coins",
+            "rivencoin",
+            "-p",
+            "epochs=1",
+            "--engine",
+            "local",
+            "-H",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @pytest.mark.deep
@@ -97,8 +124,13 @@ def test_a_tf_log_level_the_user_set_is_respected():
     code = "import os; from crypto_ml import deep; deep.keras_module(); print(os.environ['TF_CPP_MIN_LOG_LEVEL'])"
     import os
 
-    kept = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "1"})
+    kept = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "1"},
+    )
     assert kept.stdout.strip() == "1", kept.stderr
 
 
@@ -107,13 +139,12 @@ def test_the_stderr_filter_drops_only_the_noise_and_keeps_real_errors(capfd):
 
     from crypto_ml.deep import filtered_stderr, tensorflow_noise
 
-    with pytest.raises(RuntimeError, match="real failure"):
-        with filtered_stderr(tensorflow_noise()):
-            os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n")
-            os.write(2, b"I0000 00:00:1.5 12 cpu_feature_guard.cc:210] oneDNN custom operations are on.\n")
-            os.write(2, b"E0000 00:00:1.5 12 kernel.cc:1] a real C++ error\n")
-            sys.stderr.write("UserWarning: a Python warning\n")
-            raise RuntimeError("real failure")
+    with pytest.raises(RuntimeError, match="real failure"), filtered_stderr(tensorflow_noise()):
+        os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n")
+        os.write(2, b"I0000 00:00:1.5 12 cpu_feature_guard.cc:210] oneDNN custom operations are on.\n")
+        os.write(2, b"E0000 00:00:1.5 12 kernel.cc:1] a real C++ error\n")
+        sys.stderr.write("UserWarning: a Python warning\n")
+        raise RuntimeError("real failure")
     err = capfd.readouterr().err
     assert "a real C++ error" in err and "a Python warning" in err
     assert "oneDNN" not in err and "absl::InitializeLog" not in err

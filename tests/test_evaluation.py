@@ -29,10 +29,28 @@ def crypto_ml(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_every_name_the_single_module_had_is_still_importable_from_the_package():
-    old = ["BENCHMARK", "METRICS", "MIN_TRAIN_POINTS", "RECORD_COLUMNS", "BacktestRun", "backtest_batch",
-           "backtest_series", "check_output_path", "coin_failures", "date_windows", "directional_accuracy",
-           "library_versions", "mae", "mase", "naive_scale", "rmse", "rolling_origin_cutoffs", "smape",
-           "validate_request", "with_benchmark"]
+    old = [
+        "BENCHMARK",
+        "METRICS",
+        "MIN_TRAIN_POINTS",
+        "RECORD_COLUMNS",
+        "BacktestRun",
+        "backtest_batch",
+        "backtest_series",
+        "check_output_path",
+        "coin_failures",
+        "date_windows",
+        "directional_accuracy",
+        "library_versions",
+        "mae",
+        "mase",
+        "naive_scale",
+        "rmse",
+        "rolling_origin_cutoffs",
+        "smape",
+        "validate_request",
+        "with_benchmark",
+    ]
     assert set(old) <= set(evaluation.__all__)
     assert all(hasattr(evaluation, name) for name in evaluation.__all__)
     assert evaluation.backtest_batch.__module__ == "crypto_ml.evaluation.backtest"  # what the task wrapper calls
@@ -54,7 +72,8 @@ def folder_with_short_coin(synth_dir, tmp_path):
 @pytest.fixture(scope="module")
 def synth_run(synth_dir) -> BacktestRun:
     return CryptoManager(CryptoLoader(synth_dir), engine="local", workers=2).backtest(
-        ["drift", "ewma"], horizon=5, windows=3)
+        ["drift", "ewma"], horizon=5, windows=3
+    )
 
 
 def test_manager_backtest_matches_backtesting_each_coin_directly(synth_run, synth_dir):
@@ -66,8 +85,14 @@ def test_manager_backtest_matches_backtesting_each_coin_directly(synth_run, synt
     assert synth_run.engine == "local" and len(synth_run.data_hash) == 64
     for coin in names[:3]:
         frame = loader.get_df(coin)
-        expected = backtest_series(coin, frame["Close"].to_numpy(), ["naive", "drift", "ewma"], 5, 3,
-                                   dates=frame["Date"].dt.strftime("%Y-%m-%d").tolist())
+        expected = backtest_series(
+            coin,
+            frame["Close"].to_numpy(),
+            ["naive", "drift", "ewma"],
+            5,
+            3,
+            dates=frame["Date"].dt.strftime("%Y-%m-%d").tolist(),
+        )
         assert [r for r in synth_run.records if r["coin"] == coin] == expected
 
 
@@ -105,10 +130,14 @@ def test_a_short_coin_and_an_unknown_coin_fail_alone(folder_with_short_coin):
     run = CryptoManager(loader, engine="local", workers=2).backtest("drift", horizon=5, windows=2, coins=coins)
     by_coin = {coin: [r for r in run.records if r["coin"] == coin] for coin in ("shortcoin", "nosuchcoin")}
     assert [(r["model"], r["window"], r["error_type"]) for r in by_coin["shortcoin"]] == [
-        ("naive", None, "SeriesTooShortError"), ("drift", None, "SeriesTooShortError")]
+        ("naive", None, "SeriesTooShortError"),
+        ("drift", None, "SeriesTooShortError"),
+    ]
     assert "needs at least 7 points" in by_coin["shortcoin"][0]["error"]
     assert [(r["model"], r["error_type"]) for r in by_coin["nosuchcoin"]] == [
-        ("naive", "UnknownCoinError"), ("drift", "UnknownCoinError")]
+        ("naive", "UnknownCoinError"),
+        ("drift", "UnknownCoinError"),
+    ]
     ok = [r for r in run.records if r["coin"] == coins[0]]
     assert len(ok) == 4 and all(r["status"] == "ok" and r["cutoff_date"] for r in ok)
     frame = run.to_frame()
@@ -118,14 +147,22 @@ def test_a_short_coin_and_an_unknown_coin_fail_alone(folder_with_short_coin):
 def test_by_reference_gives_the_same_records_as_inline(synth_dir, synth_run):
     loader = CryptoLoader(synth_dir)
     coin = loader.get_crypto_names()[1]
-    payload = {"models": ["naive", "drift", "ewma"], "params": {}, "horizon": 5, "windows": 3, "step": 5,
-               "data": dataset_reference(loader), "series": [{"coin": coin}, {"coin": "nosuchcoin"}]}
+    payload = {
+        "models": ["naive", "drift", "ewma"],
+        "params": {},
+        "horizon": 5,
+        "windows": 3,
+        "step": 5,
+        "data": dataset_reference(loader),
+        "series": [{"coin": coin}, {"coin": "nosuchcoin"}],
+    }
     records = backtest_batch(payload)
     assert records[:-3] == [r for r in synth_run.records if r["coin"] == coin]  # dated by the worker itself
     assert [r["error_type"] for r in records[-3:]] == ["UnknownCoinError"] * 3
 
     by_reference = CryptoManager(loader, engine="local", workers=2).backtest(
-        ["drift", "ewma"], horizon=5, windows=3, coins=[coin], transfer="reference")
+        ["drift", "ewma"], horizon=5, windows=3, coins=[coin], transfer="reference"
+    )
     assert by_reference.transfer == "reference"
     assert by_reference.records == [r for r in synth_run.records if r["coin"] == coin]
 
@@ -150,7 +187,7 @@ def test_write_records_and_manifest(synth_run, tmp_path, suffix):
 
 
 def test_write_rejects_an_unknown_extension(synth_run, tmp_path):
-    with pytest.raises(InvalidParameterError, match="'b.xlsx'"):
+    with pytest.raises(InvalidParameterError, match=r"'b.xlsx'"):
         synth_run.write(tmp_path / "b.xlsx")
 
 
@@ -159,8 +196,21 @@ def test_write_rejects_an_unknown_extension(synth_run, tmp_path):
 
 def test_cli_backtest_of_the_bundled_sample(tmp_path):
     out = tmp_path / "b.csv"
-    done = crypto_ml("backtest", "--engine", "local", "--models", "drift", "--horizon", "3", "--windows", "2",
-                     "--out", str(out), "--report", str(tmp_path / "report"))
+    done = crypto_ml(
+        "backtest",
+        "--engine",
+        "local",
+        "--models",
+        "drift",
+        "--horizon",
+        "3",
+        "--windows",
+        "2",
+        "--out",
+        str(out),
+        "--report",
+        str(tmp_path / "report"),
+    )
     assert done.returncode == 0, done.stderr
     assert "against the random walk" in done.stdout and "beats naive" in done.stdout
     assert "32 of 32 windows backtested over 8 coins and 2 models on the local engine" in done.stderr
@@ -173,24 +223,61 @@ def test_cli_backtest_of_the_bundled_sample(tmp_path):
 
 
 def test_cli_backtest_prints_every_table_without_out(tmp_path):
-    done = crypto_ml("backtest", "--engine", "local", "--models", "drift", "--horizon", "3", "--quick",
-                     "--levels", "50,90", "--coins", "the_quill,halcyon_pay,kelvin_token")
+    done = crypto_ml(
+        "backtest",
+        "--engine",
+        "local",
+        "--models",
+        "drift",
+        "--horizon",
+        "3",
+        "--quick",
+        "--levels",
+        "50,90",
+        "--coins",
+        "the_quill,halcyon_pay,kelvin_token",
+    )
     assert done.returncode == 0, done.stderr
     assert "quick mode: 5 windows, indicative only" in done.stdout
     assert "up to 5 windows per coin" in done.stdout
-    for text in ("beats naive", "Winkler vs naive", "CRPS vs naive", "90%", "50%", "DM-HLN", "winkler_90",
-                 "sign p (optimistic)", "naive: benchmark", "drift: intervals"):
+    for text in (
+        "beats naive",
+        "Winkler vs naive",
+        "CRPS vs naive",
+        "90%",
+        "50%",
+        "DM-HLN",
+        "winkler_90",
+        "sign p (optimistic)",
+        "naive: benchmark",
+        "drift: intervals",
+    ):
         assert text in done.stdout, text
     assert "results in" not in done.stderr
 
 
 def test_cli_backtest_exits_1_and_names_each_failure(folder_with_short_coin, tmp_path):
     out = tmp_path / "b.json"
-    done = crypto_ml("backtest", "--engine", "local", "--data", str(folder_with_short_coin), "--models", "drift",
-                     "--horizon", "5", "--windows", "2", "--out", str(out))
+    done = crypto_ml(
+        "backtest",
+        "--engine",
+        "local",
+        "--data",
+        str(folder_with_short_coin),
+        "--models",
+        "drift",
+        "--horizon",
+        "5",
+        "--windows",
+        "2",
+        "--out",
+        str(out),
+    )
     assert done.returncode == 1
-    assert "failed shortcoin (naive, drift): SeriesTooShortError: a backtest with horizon 5 needs at least 7" \
+    assert (
+        "failed shortcoin (naive, drift): SeriesTooShortError: a backtest with horizon 5 needs at least 7"
         in done.stderr
+    )
     assert "Traceback" not in done.stderr
     failed = [r for r in json.loads(out.read_text())["records"] if r["status"] == "failed"]
     assert {r["coin"] for r in failed} == {"shortcoin"}

@@ -31,7 +31,7 @@ def test_records_carry_the_default_80_and_95_intervals_around_the_point():
     for key in ("forecast", "lo_80", "hi_80", "lo_95", "hi_95"):
         np.testing.assert_allclose(record[key], expected[key])
     lo95, lo80, point, hi80, hi95 = (np.array(record[k]) for k in ("lo_95", "lo_80", "forecast", "hi_80", "hi_95"))
-    assert np.all(0 < lo95) and np.all(lo95 <= lo80) and np.all(lo80 <= point)
+    assert np.all(lo95 > 0) and np.all(lo95 <= lo80) and np.all(lo80 <= point)
     assert np.all(point <= hi80) and np.all(hi80 <= hi95) and np.all(hi80 > lo80)
 
 
@@ -40,8 +40,9 @@ def test_levels_choose_the_interval_columns():
     record = forecast_series("c", y, "naive", 2, levels="95,50,80")
     assert record["levels"] == [50, 80, 95]
     assert {"lo_50", "hi_50", "lo_80", "hi_80", "lo_95", "hi_95"} <= set(record)
-    batch = forecast_batch({"model": "naive", "horizon": 2, "levels": [97.5],
-                            "series": [{"coin": "c", "prices": y}]})[0]
+    batch = forecast_batch({"model": "naive", "horizon": 2, "levels": [97.5], "series": [{"coin": "c", "prices": y}]})[
+        0
+    ]
     assert batch["levels"] == [97.5] and "lo_97.5" in batch and "lo_80" not in batch
     bad = forecast_series("c", y, "naive", 2, levels=[0, 80])
     assert bad["error_type"] == "InvalidParameterError" and "outside (0, 100)" in bad["error"]
@@ -90,14 +91,18 @@ def test_batch_keeps_order_and_isolates_failures():
     assert [r["coin"] for r in records] == ["a", "short", "b"]
     assert [r["status"] for r in records] == ["ok", "failed", "ok"]
     # drift on log prices: the mean daily log return carried forward
-    np.testing.assert_allclose(records[0]["forecast"], [3.0 * 3.0 ** 0.5, 9.0])
+    np.testing.assert_allclose(records[0]["forecast"], [3.0 * 3.0**0.5, 9.0])
     np.testing.assert_allclose(records[2]["forecast"], [6.4, 5.12])
     assert records[2]["dates"] is None
 
 
 def test_failure_record_shape():
     assert failure_record("c", "m", ValueError("boom")) == {
-        "coin": "c", "model": "m", "status": "failed", "error_type": "ValueError", "error": "boom",
+        "coin": "c",
+        "model": "m",
+        "status": "failed",
+        "error_type": "ValueError",
+        "error": "boom",
     }
 
 

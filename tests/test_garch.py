@@ -8,11 +8,12 @@ import math
 
 import numpy as np
 import pytest
-from conftest import skip_or_fail
 
 from crypto_ml.exceptions import InvalidParameterError
 from crypto_ml.models import get_model
 from crypto_ml.models.intervals import ewma_volatility
+
+from conftest import skip_or_fail
 
 # The process the path is drawn from: 3 % daily volatility on average, persistent, fat-tailed.
 ALPHA, BETA, NU = 0.08, 0.90, 5.0
@@ -202,8 +203,9 @@ def test_constant_mean_carries_the_mean_return_forward():
     assert np.all(lo < forecast.point) and np.all(forecast.point < hi)
 
 
-@pytest.mark.parametrize("prices", [np.full(200, 7.25), 7.25 * np.exp(1e-12 * np.sin(np.arange(200)))],
-                         ids=["constant", "near-constant"])
+@pytest.mark.parametrize(
+    "prices", [np.full(200, 7.25), 7.25 * np.exp(1e-12 * np.sin(np.arange(200)))], ids=["constant", "near-constant"]
+)
 def test_a_flat_series_gives_degenerate_intervals(prices):
     model = get_model("garch").fit(prices)
     assert model.method_ == "degenerate"
@@ -250,8 +252,9 @@ def test_a_fitted_model_holds_only_plain_values_and_survives_the_model_store(fit
     assert loaded.predict_interval(10).to_record() == fitted.predict_interval(10).to_record()
 
 
-@pytest.mark.parametrize("params", [{"mean": "ar"}, {"dist": "skewt"}, {"simulations": 10}, {"simulations": 2.5},
-                                    {"seed": "x"}])
+@pytest.mark.parametrize(
+    "params", [{"mean": "ar"}, {"dist": "skewt"}, {"simulations": 10}, {"simulations": 2.5}, {"seed": "x"}]
+)
 def test_bad_parameters_are_named(params):
     with pytest.raises(InvalidParameterError, match=next(iter(params))):
         get_model("garch", **params).fit(simulate_garch(100, seed=1)[0])

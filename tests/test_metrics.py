@@ -142,7 +142,7 @@ def test_interval_metrics_reject_bad_input():
 def test_origin_volatility_is_the_std_of_the_last_daily_log_returns():
     # log prices 0, 0.1, 0, 0.2: returns 0.1, -0.1, 0.2; mean 0.2/3, squared deviations sum 0.04667, / 2 -> var
     prices = e([0.0, 0.1, 0.0, 0.2])
-    assert origin_volatility(prices) == pytest.approx(math.sqrt((0.1 ** 2 + 0.1 ** 2 + 0.2 ** 2 - 0.2 ** 2 / 3) / 2))
+    assert origin_volatility(prices) == pytest.approx(math.sqrt((0.1**2 + 0.1**2 + 0.2**2 - 0.2**2 / 3) / 2))
     # window 2: only the last two returns, -0.1 and 0.2: std (ddof 1) = 0.3 / sqrt(2)
     assert origin_volatility(prices, window=2) == pytest.approx(0.3 / math.sqrt(2))
     assert math.isnan(origin_volatility([1.0, 2.0]))  # one return: no spread

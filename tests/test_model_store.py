@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import re
 import os
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -28,8 +28,9 @@ def prices(n: int = 300, seed: int = 0) -> np.ndarray:
 def save(store: ModelStore, name: str, y: np.ndarray | None = None, coin: str = "bitcoin") -> tuple[str, object]:
     y = prices() if y is None else y
     model = get_model(name, **FAST.get(name, {})).fit(y)
-    model_id = store.save(model, coin=coin, data={"n_obs": y.size, "series_sha256": str(hash(y.tobytes()))},
-                          metrics={"fit_seconds": 0.1})
+    model_id = store.save(
+        model, coin=coin, data={"n_obs": y.size, "series_sha256": str(hash(y.tobytes()))}, metrics={"fit_seconds": 0.1}
+    )
     return model_id, model
 
 
@@ -113,7 +114,7 @@ def test_a_pickle_planted_as_a_skops_file_never_runs(tmp_path):
     model_id, _ = save(store, "linear")
     marker = tmp_path / "pwned"
     plant(tmp_path, model_id, "regressor_.skops", pickle.dumps(Exploit(marker)))
-    with pytest.raises(ModelStoreError, match="refusing .*regressor_.skops"):
+    with pytest.raises(ModelStoreError, match=r"refusing .*regressor_.skops"):
         store.load(model_id)
     assert not marker.exists()
 
@@ -124,7 +125,7 @@ def test_a_pickle_planted_as_a_keras_file_never_runs(tmp_path):
     model_id, _ = save(store, "lstm")
     marker = tmp_path / "pwned"
     plant(tmp_path, model_id, "model_.keras", pickle.dumps(Exploit(marker)))
-    with pytest.raises(ModelStoreError, match="not a loadable .keras file"):
+    with pytest.raises(ModelStoreError, match=r"not a loadable .keras file"):
         store.load(model_id)
     assert not marker.exists()
 
@@ -149,7 +150,7 @@ def test_skops_files_with_unexpected_types_are_refused(tmp_path):
     path = tmp_path / "other.skops"
     sio.dump(make_pipeline(StandardScaler()), path)
     plant(tmp_path, model_id, "regressor_.skops", path.read_bytes())
-    with pytest.raises(ModelStoreError, match="holds types we do not load: sklearn.pipeline.Pipeline"):
+    with pytest.raises(ModelStoreError, match=r"holds types we do not load: sklearn.pipeline.Pipeline"):
         store.load(model_id)
 
 

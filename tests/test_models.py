@@ -9,11 +9,11 @@ from crypto_ml.exceptions import (
     CryptoMLError,
     DataFormatError,
     InvalidParameterError,
+    NonPositiveForecastError,
     NotFittedError,
     SeriesTooShortError,
     UnknownModelError,
 )
-from crypto_ml.exceptions import NonPositiveForecastError
 from crypto_ml.models import MODEL_REGISTRY, available_models, get_model, resolve_name
 from crypto_ml.models.base import validate_levels
 from crypto_ml.models.registry import HEAVY_MODELS, base_name, check_installed, missing_extra
@@ -22,14 +22,15 @@ from conftest import skip_or_fail
 
 # Every registered model, plus the calibration layer around a cheap and a seed model.
 CALIBRATED = ["naive+conformal", "linear+conformal"]
-ALL_MODELS = [pytest.param(name, marks=pytest.mark.deep) if name in HEAVY_MODELS else name
-              for name in [*available_models(), *CALIBRATED]]
+ALL_MODELS = [
+    pytest.param(name, marks=pytest.mark.deep) if name in HEAVY_MODELS else name
+    for name in [*available_models(), *CALIBRATED]
+]
 HORIZON = 10
 
 # Deep models fit with small settings in the contract tests; their real
 # behaviour is checked on known series below.
-FAST = {"lstm": {"epochs": 2, "window": 8, "units": [4, 4], "min_windows": 3},
-        "garch": {"simulations": 500}}
+FAST = {"lstm": {"epochs": 2, "window": 8, "units": [4, 4], "min_windows": 3}, "garch": {"simulations": 500}}
 
 
 def build(name: str, **params):
@@ -207,7 +208,7 @@ def test_naive_interval_is_the_empirical_quantiles_of_past_k_day_returns():
     y = np.exp([0.0, 0.1, 0.3, 0.2, 0.4])
     forecast = get_model("naive").fit(y).predict_interval(2, levels=(50,))
     one_day = np.quantile([0.1, 0.2, -0.1, 0.2], [0.25, 0.75])  # linear interpolation: 0.05, 0.2
-    two_day = np.quantile([0.3, 0.1, 0.1], [0.25, 0.75])        # 0.1, 0.2: both above 0, so lo stays at the point
+    two_day = np.quantile([0.3, 0.1, 0.1], [0.25, 0.75])  # 0.1, 0.2: both above 0, so lo stays at the point
     np.testing.assert_allclose(forecast.lower[50], y[-1] * np.exp([min(one_day[0], 0), min(two_day[0], 0)]))
     np.testing.assert_allclose(forecast.upper[50], y[-1] * np.exp([one_day[1], two_day[1]]))
 
@@ -225,18 +226,18 @@ def test_drift_never_forecasts_below_zero_for_a_collapsing_coin():
 
 def test_linear_recovers_an_exact_exponential_trend():
     y = 3.0 * np.exp(0.01 * T)
-    np.testing.assert_allclose(get_model("linear", log_prices=True).fit(y).predict(HORIZON),
-                               3.0 * np.exp(0.01 * T_FUTURE), rtol=1e-10)
+    np.testing.assert_allclose(
+        get_model("linear", log_prices=True).fit(y).predict(HORIZON), 3.0 * np.exp(0.01 * T_FUTURE), rtol=1e-10
+    )
 
 
 def test_linear_by_default_is_the_seeds_line_on_raw_prices():
-    np.testing.assert_allclose(get_model("linear").fit(3 + 2 * T).predict(HORIZON),
-                               3 + 2 * T_FUTURE, rtol=1e-12)
+    np.testing.assert_allclose(get_model("linear").fit(3 + 2 * T).predict(HORIZON), 3 + 2 * T_FUTURE, rtol=1e-12)
 
 
 def test_linear_on_raw_prices_refuses_a_line_through_zero():
     falling = 1000.0 - 2.5 * T  # reaches 0 at t = 400 and stays positive in the data until then
-    with pytest.raises(NonPositiveForecastError, match="linear forecasts -1.5 at step 2"):
+    with pytest.raises(NonPositiveForecastError, match=r"linear forecasts -1.5 at step 2"):
         get_model("linear").fit(falling[:400] + 1.0).predict(HORIZON)
     assert np.all(get_model("linear", log_prices=True).fit(falling[:400] + 1.0).predict(HORIZON) > 0)  # never
 

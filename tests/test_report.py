@@ -28,7 +28,8 @@ def coins_dir(synth_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def run(coins_dir) -> BacktestRun:
     return CryptoManager(CryptoLoader(coins_dir), engine="local", workers=2).backtest(
-        ["drift", "linear"], horizon=5, windows=3)
+        ["drift", "linear"], horizon=5, windows=3
+    )
 
 
 def assert_real_png(path):
@@ -104,7 +105,9 @@ def test_report_without_the_data_still_plots_the_actuals_it_has(run, tmp_path, c
 
 
 def test_importing_the_library_does_not_import_matplotlib():
-    code = ("import sys, crypto_ml, crypto_ml.report, crypto_ml.evaluation, crypto_ml.manager, crypto_ml.cli; "
-            "assert 'matplotlib' not in sys.modules, 'matplotlib imported'")
+    code = (
+        "import sys, crypto_ml, crypto_ml.report, crypto_ml.evaluation, crypto_ml.manager, crypto_ml.cli; "
+        "assert 'matplotlib' not in sys.modules, 'matplotlib imported'"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -13,13 +13,36 @@ from crypto_ml.results import CoinForecast, ForecastRun
 
 @pytest.fixture
 def run() -> ForecastRun:
-    ok = CoinForecast(coin="bitcoin", model="naive", status="ok", forecast=[10.0, 10.0], levels=[80, 95],
-                      intervals={"lo_80": [9.0, 8.5], "hi_80": [11.0, 11.5], "lo_95": [8.0, 7.5], "hi_95": [12.0, 13.0]},
-                      dates=["2017-09-23", "2017-09-24"], last_date="2017-09-22", last_price=10.0, n_obs=5)
-    bad = CoinForecast(coin="neblio", model="naive", status="failed", error_type="SeriesTooShortError",
-                       error="naive needs at least 1 points, the series has 0")
-    return ForecastRun(model="naive", horizon=2, params={}, engine="local", engine_reason="test",
-                       data_path="/data", results=[ok, bad], data_hash="abc", seconds=0.5)
+    ok = CoinForecast(
+        coin="bitcoin",
+        model="naive",
+        status="ok",
+        forecast=[10.0, 10.0],
+        levels=[80, 95],
+        intervals={"lo_80": [9.0, 8.5], "hi_80": [11.0, 11.5], "lo_95": [8.0, 7.5], "hi_95": [12.0, 13.0]},
+        dates=["2017-09-23", "2017-09-24"],
+        last_date="2017-09-22",
+        last_price=10.0,
+        n_obs=5,
+    )
+    bad = CoinForecast(
+        coin="neblio",
+        model="naive",
+        status="failed",
+        error_type="SeriesTooShortError",
+        error="naive needs at least 1 points, the series has 0",
+    )
+    return ForecastRun(
+        model="naive",
+        horizon=2,
+        params={},
+        engine="local",
+        engine_reason="test",
+        data_path="/data",
+        results=[ok, bad],
+        data_hash="abc",
+        seconds=0.5,
+    )
 
 
 def test_lookup_and_partition(run):
@@ -74,8 +97,18 @@ def test_from_record_ignores_unknown_keys():
 
 
 def test_from_record_picks_up_the_bounds_of_any_level():
-    record = {"coin": "a", "model": "m", "status": "ok", "forecast": [2.0], "levels": [50, 97.5],
-              "lo_50": [1.9], "hi_50": [2.1], "lo_97.5": [1.5], "hi_97.5": [2.6], "lo_side": [0.0]}
+    record = {
+        "coin": "a",
+        "model": "m",
+        "status": "ok",
+        "forecast": [2.0],
+        "levels": [50, 97.5],
+        "lo_50": [1.9],
+        "hi_50": [2.1],
+        "lo_97.5": [1.5],
+        "hi_97.5": [2.6],
+        "lo_side": [0.0],
+    }
     result = CoinForecast.from_record(record)
     assert result.intervals == {"lo_50": [1.9], "hi_50": [2.1], "lo_97.5": [1.5], "hi_97.5": [2.6]}
     assert result.interval(97.5) == ([1.5], [2.6]) and result.interval(50.0) == ([1.9], [2.1])

@@ -7,10 +7,11 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import skip_or_fail
 
 from crypto_ml.exceptions import SeriesTooShortError
 from crypto_ml.models import get_model
+
+from conftest import skip_or_fail
 
 #: Our name -> the statsforecast model it wraps.
 WRAPPED = {"ets": "AutoETS", "theta": "AutoTheta", "arima": "AutoARIMA"}
@@ -75,11 +76,22 @@ def one_step_coverage(name: str, params: dict, paths: int, n: int = 60) -> dict[
 
 
 COVERAGE_CASES = [
-    pytest.param("ets", {}, 80, id="ets-80"), pytest.param("ets", {}, 95, id="ets-95"),
+    pytest.param("ets", {}, 80, id="ets-80"),
+    pytest.param("ets", {}, 95, id="ets-95"),
     pytest.param("theta", {}, 80, id="theta-80"),
-    pytest.param("theta", {}, 95, id="theta-95", marks=pytest.mark.xfail(strict=True, reason=(
-        "statsforecast 2.1's Theta draws the same 200 normal samples (seed 0) for every series; their 97.5 % "
-        "quantile is 1.74, not 1.96, so the upper 95 % bound is too close and coverage is ~92 %"))),
+    pytest.param(
+        "theta",
+        {},
+        95,
+        id="theta-95",
+        marks=pytest.mark.xfail(
+            strict=True,
+            reason=(
+                "statsforecast 2.1's Theta draws the same 200 normal samples (seed 0) for every series; their 97.5 % "
+                "quantile is 1.74, not 1.96, so the upper 95 % bound is too close and coverage is ~92 %"
+            ),
+        ),
+    ),
     # ARIMA(0,1,0) is the true model of a random walk; the full stepwise search costs ~0.4 s a series,
     # too slow for a thousand paths (the equality test above covers it).
     pytest.param("arima", {"d": 1, "max_p": 0, "max_q": 0, "allowdrift": False}, 80, id="arima010-80"),

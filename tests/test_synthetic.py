@@ -63,6 +63,7 @@ def cmc_file(tmp_path, series_with_gaps) -> Path:
 
 # --- generate_series ----------------------------------------------------------------
 
+
 def test_same_seed_gives_identical_frames():
     a = generate_series(500, seed=3, missing_volume_frac=0.1)
     b = generate_series(500, seed=3, missing_volume_frac=0.1)
@@ -219,6 +220,7 @@ def test_generate_series_rejects_bad_arguments(kwargs, bad):
 
 # --- coin_names -------------------------------------------------------------------
 
+
 def test_coin_names_unique_for_ten_thousand():
     names = coin_names(10_000)
     assert len(names) == 10_000
@@ -269,6 +271,7 @@ def test_coin_names_rejects_bad_arguments(kwargs):
 
 
 # --- write_cmc_csv ----------------------------------------------------------------
+
 
 def test_cmc_header_and_line_endings(cmc_file):
     raw = cmc_file.read_bytes()
@@ -333,6 +336,7 @@ def test_cmc_writer_rejects_missing_columns(tmp_path):
 
 
 # --- generate_dataset -------------------------------------------------------------
+
 
 def test_directory_output_writes_one_cmc_file_per_coin(tmp_path):
     out = generate_dataset(6, tmp_path / "coins", seed=1, min_points=30, max_points=90)
@@ -427,6 +431,7 @@ def test_generate_dataset_rejects_an_existing_file_as_directory(tmp_path):
 
 
 # --- the committed sample ---------------------------------------------------------
+
 
 def test_committed_sample_matches_its_generator(tmp_path):
     regenerated = generate_dataset(out=tmp_path / "sample", **SAMPLE_ARGS)

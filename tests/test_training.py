@@ -23,10 +23,15 @@ def prices(n: int = 200, seed: int = 0) -> list[float]:
 
 
 def test_train_batch_stores_each_coin_and_reports_failures(tmp_path):
-    payload = {"model": "linear", "params": {}, "store": str(tmp_path), "series": [
-        {"coin": "a", "prices": prices(), "last_date": "2017-09-22"},
-        {"coin": "short", "prices": [1.0], "last_date": "2017-09-22"},
-    ]}
+    payload = {
+        "model": "linear",
+        "params": {},
+        "store": str(tmp_path),
+        "series": [
+            {"coin": "a", "prices": prices(), "last_date": "2017-09-22"},
+            {"coin": "short", "prices": [1.0], "last_date": "2017-09-22"},
+        ],
+    }
     ok, short = train_batch(payload)
     assert ok["status"] == "ok" and ok["model_id"].startswith("linear/a/") and ok["metrics"]["fit_seconds"] >= 0
     assert ModelStore(tmp_path).metadata(ok["model_id"])["data"]["series_sha256"] == series_sha256(prices())
@@ -35,18 +40,37 @@ def test_train_batch_stores_each_coin_and_reports_failures(tmp_path):
 
 def test_from_store_forecast_equals_the_fitted_model(tmp_path):
     y = prices()
-    record = train_batch({"model": "svr_rbf", "params": {}, "store": str(tmp_path),
-                          "series": [{"coin": "a", "prices": y, "last_date": "2017-09-22"}]})[0]
-    (result,) = forecast_from_store({"model": "svr_rbf", "horizon": 5, "store": str(tmp_path),
-                                     "series": [{"coin": "a", "prices": y, "last_date": "2017-09-22"}]})
+    record = train_batch(
+        {
+            "model": "svr_rbf",
+            "params": {},
+            "store": str(tmp_path),
+            "series": [{"coin": "a", "prices": y, "last_date": "2017-09-22"}],
+        }
+    )[0]
+    (result,) = forecast_from_store(
+        {
+            "model": "svr_rbf",
+            "horizon": 5,
+            "store": str(tmp_path),
+            "series": [{"coin": "a", "prices": y, "last_date": "2017-09-22"}],
+        }
+    )
     from crypto_ml.models import get_model
 
     np.testing.assert_array_equal(result["forecast"], get_model("svr_rbf").fit(y).predict(5))
     assert result["model_id"] == record["model_id"] and result["dates"][0] == "2017-09-23"
     # The stored model's own intervals, as fitting it now would give them.
     expected = get_model("svr_rbf").fit(y).predict_interval(5, (50, 80)).to_record()
-    (wide,) = forecast_from_store({"model": "svr_rbf", "horizon": 5, "store": str(tmp_path), "levels": [50, 80],
-                                   "series": [{"coin": "a", "prices": y}]})
+    (wide,) = forecast_from_store(
+        {
+            "model": "svr_rbf",
+            "horizon": 5,
+            "store": str(tmp_path),
+            "levels": [50, 80],
+            "series": [{"coin": "a", "prices": y}],
+        }
+    )
     assert wide["levels"] == [50, 80] and "lo_95" not in wide
     for key in ("lo_50", "hi_50", "lo_80", "hi_80"):
         np.testing.assert_allclose(wide[key], expected[key])
@@ -60,24 +84,34 @@ def test_a_missing_extra_fails_each_coin_naming_the_extra(tmp_path, monkeypatch)
     (record,) = train_batch({"model": "phantom", "store": str(tmp_path), "series": [{"coin": "a", "prices": prices()}]})
     assert record["error_type"] == "MissingDependencyError"
     assert "install the 'phantom' extra: pip install 'crypto-ml[phantom]'" in record["error"]
-    (served,) = forecast_from_store({"model": "phantom", "horizon": 2, "store": str(tmp_path),
-                                     "series": [{"coin": "a", "prices": prices()}]})
+    (served,) = forecast_from_store(
+        {"model": "phantom", "horizon": 2, "store": str(tmp_path), "series": [{"coin": "a", "prices": prices()}]}
+    )
     assert served["error_type"] == "MissingDependencyError"
 
 
 def test_time_index_models_refuse_data_they_were_not_trained_on(tmp_path):
     train_batch({"model": "linear", "store": str(tmp_path), "series": [{"coin": "a", "prices": prices()}]})
     newer = prices(210)
-    (result,) = forecast_from_store({"model": "linear", "horizon": 3, "store": str(tmp_path),
-                                     "series": [{"coin": "a", "prices": newer, "last_date": "2017-10-02"}]})
+    (result,) = forecast_from_store(
+        {
+            "model": "linear",
+            "horizon": 3,
+            "store": str(tmp_path),
+            "series": [{"coin": "a", "prices": newer, "last_date": "2017-10-02"}],
+        }
+    )
     assert result["error_type"] == "IncompatibleModelError"
     assert "extrapolates its training series, so retrain it" in result["error"]
 
 
 def test_no_stored_model_is_a_per_coin_failure(tmp_path):
-    (result,) = forecast_from_store({"model": "lstm", "horizon": 3, "store": str(tmp_path),
-                                     "series": [{"coin": "neblio", "prices": prices(11)}]})
-    assert result["error_type"] == "ModelStoreError" and "crypto-ml train --model lstm --coins neblio" in result["error"]
+    (result,) = forecast_from_store(
+        {"model": "lstm", "horizon": 3, "store": str(tmp_path), "series": [{"coin": "neblio", "prices": prices(11)}]}
+    )
+    assert (
+        result["error_type"] == "ModelStoreError" and "crypto-ml train --model lstm --coins neblio" in result["error"]
+    )
 
 
 @pytest.mark.deep
@@ -86,8 +120,9 @@ def test_lstm_from_store_serves_newer_data_and_checks_params(tmp_path):
     train_batch({"model": "lstm", "params": FAST_LSTM, "store": str(tmp_path), "series": [{"coin": "a", "prices": y}]})
     model, _ = ModelStore(tmp_path).load(ModelStore(tmp_path).latest("lstm", "a"))
     newer = prices(130, seed=5)
-    (result,) = forecast_from_store({"model": "lstm", "horizon": 4, "store": str(tmp_path),
-                                     "series": [{"coin": "a", "prices": newer}]})
+    (result,) = forecast_from_store(
+        {"model": "lstm", "horizon": 4, "store": str(tmp_path), "series": [{"coin": "a", "prices": newer}]}
+    )
     point = model.forecast_from(np.asarray(newer), 4)
     np.testing.assert_allclose(result["forecast"], point)
     # Intervals spread from the current series' own returns, around the forecast from it.
@@ -97,8 +132,15 @@ def test_lstm_from_store_serves_newer_data_and_checks_params(tmp_path):
     np.testing.assert_allclose(result["lo_95"], bounds[95][0], rtol=1e-6)
     np.testing.assert_allclose(result["hi_80"], bounds[80][1], rtol=1e-6)
     assert np.all(np.array(result["lo_95"]) > 0)
-    (wrong,) = forecast_from_store({"model": "lstm", "horizon": 4, "store": str(tmp_path), "params": {"window": 30},
-                                    "series": [{"coin": "a", "prices": newer}]})
+    (wrong,) = forecast_from_store(
+        {
+            "model": "lstm",
+            "horizon": 4,
+            "store": str(tmp_path),
+            "params": {"window": 30},
+            "series": [{"coin": "a", "prices": newer}],
+        }
+    )
     assert wrong["error_type"] == "IncompatibleModelError" and "trained with window=8" in wrong["error"]
 
 
@@ -120,12 +162,29 @@ def test_manager_trains_then_forecasts_from_the_store(tmp_path, synth_dir):
 def test_cli_train_then_forecast_from_store(tmp_path):
     store = str(tmp_path / "store")
     common = ["--engine", "local", "--store", store, "--model", "lstm"]
-    trained = subprocess.run([sys.executable, "-m", "crypto_ml", "train", *common, "-p", "epochs=2",
-                              "--coins", "rivencoin,the_quill"], capture_output=True, text=True, timeout=600)
+    trained = subprocess.run(
+        [sys.executable, "-m", "crypto_ml", "train", *common, "-p", "epochs=2", "--coins", "rivencoin,the_quill"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert trained.returncode == 0, trained.stderr
     assert "2 of 2 lstm models trained" in trained.stderr
-    forecast = subprocess.run([sys.executable, "-m", "crypto_ml", "forecast", "--from-store", *common,
-                               "--coins", "rivencoin,the_quill,argent-x"], capture_output=True, text=True, timeout=600)
+    forecast = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crypto_ml",
+            "forecast",
+            "--from-store",
+            *common,
+            "--coins",
+            "rivencoin,the_quill,argent-x",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert forecast.returncode == 1  # argent-x has no stored model
     assert "2 of 3 coins forecast with lstm" in forecast.stderr
     assert "failed argent-x: ModelStoreError: no stored lstm model for argent-x" in forecast.stderr
@@ -141,8 +200,12 @@ def test_real_coins_train_and_forecast_from_store_through_celery(start_worker, r
     start_worker("deep2")
     store = str(tmp_path / "store")
     common = ["--model", "lstm", "--engine", "celery", "--data", str(real_data_dir), "--store", store]
-    trained = subprocess.run([sys.executable, "-m", "crypto_ml", "train", *common, "-p", "epochs=1",
-                              "--max-points", "300"], capture_output=True, text=True, timeout=900)
+    trained = subprocess.run(
+        [sys.executable, "-m", "crypto_ml", "train", *common, "-p", "epochs=1", "--max-points", "300"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert "Traceback" not in trained.stderr
     loader = CryptoLoader(real_data_dir)
     too_short = {c for c in loader.get_crypto_names() if loader.get_prices(c).size < 60}
@@ -150,7 +213,11 @@ def test_real_coins_train_and_forecast_from_store_through_celery(start_worker, r
     reported = set(re.findall(r"failed (\S+): SeriesTooShortError", trained.stderr))
     assert reported == too_short
     assert f"{100 - len(too_short)} of 100 lstm models trained on the celery engine" in trained.stderr
-    forecast = subprocess.run([sys.executable, "-m", "crypto_ml", "forecast", "--from-store", *common,
-                               "--out", str(tmp_path / "f.csv")], capture_output=True, text=True, timeout=900)
+    forecast = subprocess.run(
+        [sys.executable, "-m", "crypto_ml", "forecast", "--from-store", *common, "--out", str(tmp_path / "f.csv")],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert f"{100 - len(too_short)} of 100 coins forecast with lstm on the celery engine" in forecast.stderr
     assert set(re.findall(r"failed (\S+): ModelStoreError", forecast.stderr)) == too_short

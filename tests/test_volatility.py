@@ -88,8 +88,15 @@ def test_blend_zero_is_the_symmetric_empirical_interval():
     np.testing.assert_allclose(forecast.lower[80][0], y[-1] * np.exp(-half_width))
 
 
-@pytest.mark.parametrize("params, message", [({"blend": 1.5}, "blend must be in"), ({"warmup": 0}, "warmup"),
-                                             ({"recency": 2.0}, "recency decay"), ({"decay": 1.0}, "decay must be")])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"blend": 1.5}, "blend must be in"),
+        ({"warmup": 0}, "warmup"),
+        ({"recency": 2.0}, "recency decay"),
+        ({"decay": 1.0}, "decay must be"),
+    ],
+)
 def test_bad_parameters_are_named(params, message):
     with pytest.raises(InvalidParameterError, match=message):
         get_model("ewma", **params).fit(garch_prices(100, seed=1)[0])

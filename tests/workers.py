@@ -22,8 +22,14 @@ class WorkerProcess:
         env: Extra environment variables.
     """
 
-    def __init__(self, name: str, log_dir: Path, concurrency: int = 1, queues: str | None = None,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        log_dir: Path,
+        concurrency: int = 1,
+        queues: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.node = f"{name}-{uuid.uuid4().hex[:6]}@{os.uname().nodename}"
         self.log_path = log_dir / f"{self.node.split('@')[0]}.log"
         self.concurrency = concurrency
@@ -32,13 +38,28 @@ class WorkerProcess:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> WorkerProcess:
-        command = [sys.executable, "-m", "celery", "-A", "crypto_ml", "worker", "-n", self.node,
-                   "-c", str(self.concurrency), "--loglevel", "INFO", "--without-mingle", "--without-gossip"]
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "crypto_ml",
+            "worker",
+            "-n",
+            self.node,
+            "-c",
+            str(self.concurrency),
+            "--loglevel",
+            "INFO",
+            "--without-mingle",
+            "--without-gossip",
+        ]
         if self.queues:
             command += ["-Q", self.queues]
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=self.env,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            command, stdout=self._log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+        )
         return self
 
     def log(self) -> str:

@@ -33,8 +33,9 @@ def _read_csv_bytes(data: bytes, label: str) -> pd.DataFrame:
         data = data[3:]
     if b"\x00" in data:
         # NUL never occurs in a text CSV; it means a binary file or UTF-16.
-        raise DataFormatError(f"{label} is not a text CSV file (it contains NUL bytes); "
-                              "replace it with a UTF-8 CSV export or remove it")
+        raise DataFormatError(
+            f"{label} is not a text CSV file (it contains NUL bytes); replace it with a UTF-8 CSV export or remove it"
+        )
     if not data.strip():
         raise DataFormatError(f"{label} has no data rows (the file is empty); re-export it or remove it")
     try:
@@ -47,19 +48,28 @@ def _read_csv_bytes(data: bytes, label: str) -> pd.DataFrame:
             # conversion below decides what counts as missing, and counts what it
             # rejects. index_col=False stops pandas from silently turning the
             # first column into the index when rows are wider than the header.
-            frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, encoding="utf-8",
-                                skipinitialspace=True, index_col=False)
+            frame = pd.read_csv(
+                io.BytesIO(data),
+                dtype=str,
+                keep_default_na=False,
+                encoding="utf-8",
+                skipinitialspace=True,
+                index_col=False,
+            )
     except pd.errors.ParserWarning:
-        raise DataFormatError(f"{label} cannot be parsed as CSV (rows have more fields than its header); "
-                              "fix or remove that file") from None
+        raise DataFormatError(
+            f"{label} cannot be parsed as CSV (rows have more fields than its header); fix or remove that file"
+        ) from None
     except UnicodeDecodeError:
-        raise DataFormatError(f"{label} is not a text CSV file (it is not valid UTF-8); "
-                              "replace it with a UTF-8 CSV export or remove it") from None
+        raise DataFormatError(
+            f"{label} is not a text CSV file (it is not valid UTF-8); replace it with a UTF-8 CSV export or remove it"
+        ) from None
     except pd.errors.EmptyDataError:
         raise DataFormatError(f"{label} has no data rows (the file is empty); re-export it or remove it") from None
     except pd.errors.ParserError as exc:
-        raise DataFormatError(f"{label} cannot be parsed as CSV ({str(exc).strip()}); "
-                              "fix or remove that file") from None
+        raise DataFormatError(
+            f"{label} cannot be parsed as CSV ({str(exc).strip()}); fix or remove that file"
+        ) from None
     frame.columns = [str(column).strip() for column in frame.columns]
     return frame
 
@@ -119,7 +129,7 @@ def _is_utf8(data: bytes) -> bool:
     view = memoryview(data)
     try:
         for begin in range(0, len(view), 1 << 24):
-            decoder.decode(view[begin:begin + (1 << 24)])
+            decoder.decode(view[begin : begin + (1 << 24)])
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         return False

@@ -12,6 +12,7 @@ the masks :mod:`crypto_ml.data.quality` needs to clean it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -49,7 +50,7 @@ def _parse_dates(raw) -> tuple[np.ndarray, np.ndarray]:
             # Arrow stores aware timestamps in UTC: the same wall clock the pandas
             # branch below converts them to.
             return _to_ns_midnight(raw.to_numpy(zero_copy_only=False)), np.zeros(len(raw), dtype=bool)
-        if _is_text(raw.type) or pa.types.is_dictionary(raw.type) and _is_text(raw.type.value_type):
+        if _is_text(raw.type) or (pa.types.is_dictionary(raw.type) and _is_text(raw.type.value_type)):
             return _parse_text_dates(raw)
         raw = raw.to_pandas()
     n = len(raw)
@@ -60,7 +61,7 @@ def _parse_dates(raw) -> tuple[np.ndarray, np.ndarray]:
     if pd.api.types.is_datetime64_any_dtype(raw.dtype):
         values = raw.dt.tz_convert("UTC").dt.tz_localize(None) if getattr(raw.dt, "tz", None) else raw
         return _to_ns_midnight(values.to_numpy()), excel
-    if not pd.api.types.is_string_dtype(raw.dtype) or raw.dtype == object and not _all_strings(raw):
+    if not pd.api.types.is_string_dtype(raw.dtype) or (raw.dtype == object and not _all_strings(raw)):
         # Typed values from Parquet (datetime.date objects, mixed objects).
         values = pd.to_datetime(raw, errors="coerce", utc=True).dt.tz_localize(None)
         return _to_ns_midnight(values.to_numpy()), excel
@@ -103,8 +104,12 @@ def _parse_text_dates(text) -> tuple[np.ndarray, np.ndarray]:
     if rest.size:
         # As pandas would have given them: the default string dtype of the pandas in use.
         out[rest], excel[rest] = _parse_date_strings(values.take(pa.array(rest)).to_pandas())
-    indices = np.concatenate([(chunk.indices.fill_null(len(values)) if chunk.null_count else chunk.indices)
-                              .to_numpy(zero_copy_only=False) for chunk in chunks])
+    indices = np.concatenate(
+        [
+            (chunk.indices.fill_null(len(values)) if chunk.null_count else chunk.indices).to_numpy(zero_copy_only=False)
+            for chunk in chunks
+        ]
+    )
     return out[indices], excel[indices]
 
 
@@ -157,16 +162,16 @@ def _iso_block(chunk) -> tuple[np.ndarray, np.ndarray]:
     _, offsets, data = chunk.buffers()
     if data is None:  # every string is empty or null
         return ok, day
-    width = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
-    offsets = np.frombuffer(offsets, dtype=width, count=chunk.offset + n + 1)[chunk.offset:]
+    width: type[np.integer] = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
+    offsets = np.frombuffer(offsets, dtype=width, count=chunk.offset + n + 1)[chunk.offset :]
     data = np.frombuffer(data, dtype=np.uint8)
     candidate = np.diff(offsets) == 10
     if chunk.null_count:
         candidate &= chunk.is_valid().to_numpy(zero_copy_only=False)
     if candidate.all():
         # Every string has 10 bytes, so they lie end to end: a view, no copy.
-        rows = slice(None)
-        chars = data[offsets[0]:offsets[-1]].reshape(n, 10)
+        rows: slice | np.ndarray = slice(None)
+        chars = data[offsets[0] : offsets[-1]].reshape(n, 10)
     else:
         rows = np.flatnonzero(candidate)
         chars = data[offsets[rows][:, None] + np.arange(10)]
@@ -192,7 +197,7 @@ def _parse_date_strings(raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     # np.array copies: under copy-on-write, to_numpy() can hand back a read-only view.
     todo = np.array(text != "", dtype=bool)
 
-    def fill(mask: np.ndarray, parse) -> None:
+    def fill(mask: np.ndarray, parse: Callable[[pd.Series], np.ndarray]) -> None:
         index = np.flatnonzero(mask)
         if index.size == 0:
             return
@@ -205,11 +210,17 @@ def _parse_date_strings(raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     # that could match it: a long file of ISO dates skips strptime for month names.
     worded = todo & text.str.match(r"^[^\W\d_]").to_numpy(dtype=bool)
     for fmt in _MONTH_FORMATS:
-        fill(worded & todo, lambda part, fmt=fmt: pd.to_datetime(part, format=fmt, errors="coerce").to_numpy())
+
+        def by_format(part: pd.Series, fmt: str = fmt) -> np.ndarray:
+            return pd.to_datetime(part, format=fmt, errors="coerce").to_numpy()
+
+        fill(worded & todo, by_format)
     iso = todo & text.str.match(_ISO_PREFIX).to_numpy(dtype=bool)
     # utc=True lets naive and offset timestamps mix; offsets are converted to UTC.
-    fill(iso, lambda part: pd.to_datetime(part, format="ISO8601", errors="coerce", utc=True)
-         .dt.tz_localize(None).to_numpy())
+    fill(
+        iso,
+        lambda part: pd.to_datetime(part, format="ISO8601", errors="coerce", utc=True).dt.tz_localize(None).to_numpy(),
+    )
     serial = todo & text.str.match(_EXCEL_PATTERN).to_numpy(dtype=bool)
     if serial.any():
         index = np.flatnonzero(serial)
@@ -269,7 +280,7 @@ def _text_numbers(columns: list[pd.Series]) -> tuple[np.ndarray, np.ndarray]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    chunks = []
+    chunks: list[pa.Array] = []
     for column in columns:
         if not pd.api.types.is_string_dtype(column.dtype) or column.dtype == object:
             column = column.astype("str")
@@ -310,23 +321,32 @@ def _convert_columns(table: dict, n: int) -> dict[str, np.ndarray]:
     import pyarrow as pa
 
     dates, excel = _parse_dates(table["Date"])
-    columns: dict[str, object] = {"Date": dates}
+    columns: dict[str, np.ndarray] = {"Date": dates}
     junk: dict[str, np.ndarray] = {}
-    floats = {name: _arrow_floats(column) for name, column in table.items()
-              if name in NUMERIC_COLUMNS and not isinstance(column, pd.Series) and pa.types.is_floating(column.type)}
+    floats = {
+        name: _arrow_floats(column)
+        for name, column in table.items()
+        if name in NUMERIC_COLUMNS and not isinstance(column, pd.Series) and pa.types.is_floating(column.type)
+    }
     # Other Parquet columns go through pandas, as pandas.read_parquet would give them.
-    series = {name: column if isinstance(column, pd.Series) else column.to_pandas()
-              for name, column in table.items() if name in NUMERIC_COLUMNS and name not in floats}
+    series = {
+        name: column if isinstance(column, pd.Series) else column.to_pandas()
+        for name, column in table.items()
+        if name in NUMERIC_COLUMNS and name not in floats
+    }
     present = [name for name in NUMERIC_COLUMNS if name in series]
-    numeric = [name for name in present if pd.api.types.is_numeric_dtype(series[name].dtype)
-               and not pd.api.types.is_bool_dtype(series[name].dtype)]
+    numeric = [
+        name
+        for name in present
+        if pd.api.types.is_numeric_dtype(series[name].dtype) and not pd.api.types.is_bool_dtype(series[name].dtype)
+    ]
     text = [name for name in present if name not in numeric]
     if text:
         # One pass over all text columns stacked end to end: the string
         # operations cost mostly per call, not per value, on files this small.
         values, bad = _text_numbers([series[name] for name in text])
         for i, name in enumerate(text):
-            columns[name], junk[name] = values[i * n:(i + 1) * n], bad[i * n:(i + 1) * n]
+            columns[name], junk[name] = values[i * n : (i + 1) * n], bad[i * n : (i + 1) * n]
     for name in NUMERIC_COLUMNS:
         if name in text:
             continue

@@ -133,27 +133,35 @@ def _clean(converted: pd.DataFrame, raw: pd.DataFrame, label: str) -> _Parsed:
     if bad_date.any():
         count = int(bad_date.sum())
         examples = _examples(raw["Date"], frame["_row"].to_numpy()[bad_date])
-        warn(f"dropped {count} row(s) with an unparseable Date (first: {examples}); "
-             "expected dates like 'Sep 22, 2017' or 2017-09-22")
+        warn(
+            f"dropped {count} row(s) with an unparseable Date (first: {examples}); "
+            "expected dates like 'Sep 22, 2017' or 2017-09-22"
+        )
         frame, dropped = frame[~bad_date], dropped + count
     close = frame["Close"].to_numpy()
     bad_close = np.isnan(close)
     if bad_close.any():
         count = int(bad_close.sum())
-        warn(f"dropped {count} row(s) with a missing or non-numeric Close "
-             f"(first: {_examples(raw['Close'], frame['_row'].to_numpy()[bad_close])})")
+        warn(
+            f"dropped {count} row(s) with a missing or non-numeric Close "
+            f"(first: {_examples(raw['Close'], frame['_row'].to_numpy()[bad_close])})"
+        )
         frame, dropped = frame[~bad_close], dropped + count
     close = frame["Close"].to_numpy()
     not_positive = close <= 0
     if not_positive.any():
         count = int(not_positive.sum())
         first = frame[not_positive].iloc[0]
-        warn(f"dropped {count} row(s) with Close <= 0 (e.g. {first['Close']:g} on {first['Date'].date()}); "
-             "a price must be positive")
+        warn(
+            f"dropped {count} row(s) with Close <= 0 (e.g. {first['Close']:g} on {first['Date'].date()}); "
+            "a price must be positive"
+        )
         frame, dropped = frame[~not_positive], dropped + count
     if frame.empty:
-        raise DataFormatError(f"{label} has no valid rows: all {total} rows have a bad Date or Close "
-                              "(see the warnings above); fix the file or remove it")
+        raise DataFormatError(
+            f"{label} has no valid rows: all {total} rows have a bad Date or Close "
+            "(see the warnings above); fix the file or remove it"
+        )
 
     for name in NUMERIC_COLUMNS:
         junk = frame[f"_junk_{name}"].to_numpy()
@@ -167,8 +175,9 @@ def _clean(converted: pd.DataFrame, raw: pd.DataFrame, label: str) -> _Parsed:
     steps = np.diff(ns)
     rising, falling = int((steps > 0).sum()), int((steps < 0).sum())
     if rising and falling:
-        warn(f"{min(rising, falling)} row(s) out of order (the file is neither newest- nor oldest-first); "
-             "sorted by Date")
+        warn(
+            f"{min(rising, falling)} row(s) out of order (the file is neither newest- nor oldest-first); sorted by Date"
+        )
     frame = frame.sort_values("Date", kind="stable")
 
     dup_dates = frame["Date"].duplicated(keep=False).to_numpy()
@@ -195,8 +204,13 @@ def _clean(converted: pd.DataFrame, raw: pd.DataFrame, label: str) -> _Parsed:
             frame, dropped = frame[~repeat], dropped + count
 
     clean = frame.loc[:, list(COLUMNS)].reset_index(drop=True)
-    _log_kept(label, int(frame["_excel"].sum()), int(frame["Volume"].isna().sum()),
-              int(frame["Market Cap"].isna().sum()), clean["Date"].to_numpy())
+    _log_kept(
+        label,
+        int(frame["_excel"].sum()),
+        int(frame["Volume"].isna().sum()),
+        int(frame["Market Cap"].isna().sum()),
+        clean["Date"].to_numpy(),
+    )
     return _Parsed(frame=clean, dropped_rows=dropped, warnings=found)
 
 

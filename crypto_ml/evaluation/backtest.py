@@ -91,8 +91,9 @@ MIN_TRAIN_POINTS = 2
 #: land, are scored too. Fixed, so CRPS compares across runs whatever --levels says.
 CRPS_LEVELS: tuple[int, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 98)
 
-_FLAT_SCALE_NOTE = ("mase undefined: the training prices never change, so the in-sample random walk's "
-                    "error (the MASE scale) is 0")
+_FLAT_SCALE_NOTE = (
+    "mase undefined: the training prices never change, so the in-sample random walk's error (the MASE scale) is 0"
+)
 
 
 # --- windows ---------------------------------------------------------------
@@ -143,8 +144,15 @@ def rolling_origin_cutoffs(
     fits = room // step + 1
     used = min(windows, fits)
     if used < windows:
-        log.info("only %d of %d windows fit in %d points (horizon %d, step %d, min_train %d)",
-                 used, windows, n_points, horizon, step, min_train)
+        log.info(
+            "only %d of %d windows fit in %d points (horizon %d, step %d, min_train %d)",
+            used,
+            windows,
+            n_points,
+            horizon,
+            step,
+            min_train,
+        )
     last = n_points - horizon
     return [last - back * step for back in range(used - 1, -1, -1)]
 
@@ -196,7 +204,8 @@ def validate_request(
         if key not in names:
             raise InvalidParameterError(
                 f"parameters given for {name!r}, which is not among the models ({', '.join(names)}); "
-                f"add it to the models or drop its parameters")
+                f"add it to the models or drop its parameters"
+            )
         if not isinstance(values, dict):
             raise InvalidParameterError(f"parameters for {name!r} must be a mapping of name to value, got {values!r}")
         resolved[key] = dict(values)
@@ -263,9 +272,17 @@ def backtest_series(
     if isinstance(models, str):
         models = [models]
     params = params or {}
-    base: dict[str, Any] = {"coin": coin, "window": None, "cutoff": None, "cutoff_date": None,
-                            "horizon": horizon, "step": step, "windows_used": 0, "windows_requested": windows,
-                            "n_points": None}
+    base: dict[str, Any] = {
+        "coin": coin,
+        "window": None,
+        "cutoff": None,
+        "cutoff_date": None,
+        "horizon": horizon,
+        "step": step,
+        "windows_used": 0,
+        "windows_requested": windows,
+        "n_points": None,
+    }
     try:
         levels = validate_levels(levels)
         horizon = validate_horizon(horizon)
@@ -277,7 +294,7 @@ def backtest_series(
         cutoffs = rolling_origin_cutoffs(y.size, horizon, windows, step, min_train=min_train)
     except CryptoMLError as exc:
         return [_failed({**base, "model": name}, coin, name, exc) for name in models]
-    except Exception as exc:  # noqa: BLE001 - one coin's failure must not sink the batch
+    except Exception as exc:  # one coin's failure must not sink the batch
         log.warning("unexpected error preparing the backtest of %s", coin, exc_info=True)
         return [_failed({**base, "model": name}, coin, name, exc) for name in models]
 
@@ -285,8 +302,13 @@ def backtest_series(
     records = []
     for name in models:
         for window, cutoff in enumerate(cutoffs, start=1):
-            where = {**base, "model": name, "window": window, "cutoff": cutoff,
-                     "cutoff_date": days[cutoff - 1] if days else None}
+            where = {
+                **base,
+                "model": name,
+                "window": window,
+                "cutoff": cutoff,
+                "cutoff_date": days[cutoff - 1] if days else None,
+            }
             records.append(_backtest_window(where, y, name, params.get(name) or {}, levels))
     return records
 
@@ -299,8 +321,9 @@ def _min_points(name: str, params: dict[str, dict[str, Any]]) -> int:
         return MIN_TRAIN_POINTS
 
 
-def _backtest_window(where: dict[str, Any], y: np.ndarray, name: str, params: dict[str, Any],
-                     levels: tuple[int | float, ...]) -> dict[str, Any]:
+def _backtest_window(
+    where: dict[str, Any], y: np.ndarray, name: str, params: dict[str, Any], levels: tuple[int | float, ...]
+) -> dict[str, Any]:
     """Fit ``name`` on ``y[:cutoff]`` (a copy); score its forecast and intervals on the next ``horizon`` prices."""
     coin, cutoff, horizon = where["coin"], where["cutoff"], where["horizon"]
     try:
@@ -309,16 +332,14 @@ def _backtest_window(where: dict[str, Any], y: np.ndarray, name: str, params: di
         estimator = get_model(model, **params)
         # One call for the reported levels and the CRPS grid: a model's intervals may be costly (a refit per level would
         # not be), and the grid's bounds must come from the same predictive distribution as the reported ones.
-        result = estimator.fit(y[:cutoff].copy()).predict_interval(
-            horizon, levels=sorted({*levels, *CRPS_LEVELS}))
+        result = estimator.fit(y[:cutoff].copy()).predict_interval(horizon, levels=sorted({*levels, *CRPS_LEVELS}))
         forecast = result.point
         if not np.all(np.isfinite(forecast)):
             raise CryptoMLError(f"{model} produced a non-finite forecast for {coin} at window {where['window']}")
     except CryptoMLError as exc:
         return _failed(where, coin, where["model"], exc)
-    except Exception as exc:  # noqa: BLE001 - one window's failure stays in its record
-        log.warning("unexpected error backtesting %s with %s at window %s", coin, name, where["window"],
-                    exc_info=True)
+    except Exception as exc:  # one window's failure stays in its record
+        log.warning("unexpected error backtesting %s with %s at window %s", coin, name, where["window"], exc_info=True)
         return _failed(where, coin, where["model"], exc)
 
     # Scored against y itself, never the array the model held: a model may have changed its copy.
@@ -392,8 +413,9 @@ def interval_metrics(actual: Any, forecast: Forecast, levels: Sequence[int | flo
     quantiles = np.vstack(rows)
     fields["crps"] = crps_from_quantiles(actual, quantiles, probabilities)
     fields["pit"] = pit_values(actual, quantiles, probabilities).tolist()
-    fields["coverage_grid"] = {level_label(level): coverage(actual, *forecast.interval(level))
-                               for level in forecast.levels}
+    fields["coverage_grid"] = {
+        level_label(level): coverage(actual, *forecast.interval(level)) for level in forecast.levels
+    }
     return fields
 
 
@@ -425,17 +447,37 @@ def backtest_batch(payload: dict[str, Any]) -> list[dict[str, Any]]:
             except CryptoMLError as exc:
                 records.extend(coin_failures(coin, models, exc, payload))
                 continue
-        records.extend(backtest_series(coin, prices, models, payload["horizon"], payload["windows"],
-                                       payload.get("step"), params, dates, payload.get("levels")))
+        records.extend(
+            backtest_series(
+                coin,
+                prices,
+                models,
+                payload["horizon"],
+                payload["windows"],
+                payload.get("step"),
+                params,
+                dates,
+                payload.get("levels"),
+            )
+        )
     return records
 
 
-def coin_failures(coin: str, models: Sequence[str], error: BaseException | str, request: dict[str, Any],
-                  error_type: str | None = None) -> list[dict[str, Any]]:
+def coin_failures(
+    coin: str, models: Sequence[str], error: BaseException | str, request: dict[str, Any], error_type: str | None = None
+) -> list[dict[str, Any]]:
     """One failed record per model for a coin that could not be backtested at all (``window`` None)."""
-    base = {"coin": coin, "window": None, "cutoff": None, "cutoff_date": None, "horizon": request.get("horizon"),
-            "step": request.get("step"), "windows_used": 0, "windows_requested": request.get("windows"),
-            "n_points": None}
+    base = {
+        "coin": coin,
+        "window": None,
+        "cutoff": None,
+        "cutoff_date": None,
+        "horizon": request.get("horizon"),
+        "step": request.get("step"),
+        "windows_used": 0,
+        "windows_requested": request.get("windows"),
+        "n_points": None,
+    }
     return [{**base, **failure_record(coin, name, error, error_type)} for name in models]
 
 
@@ -448,5 +490,3 @@ def date_windows(records: list[dict[str, Any]], dates: Sequence[str]) -> None:
     for record in records:
         if record.get("cutoff") and not record.get("cutoff_date"):
             record["cutoff_date"] = dates[record["cutoff"] - 1]
-
-

@@ -65,12 +65,16 @@ def _frame(records: list[dict[str, Any]], levels: Sequence[int | float]):
     import pandas as pd
 
     labels = [level_label(level) for level in levels]
-    scores = ["mase", "crps", "origin_volatility",
-              *(f"{kind}_{label}" for label in labels for kind in ("coverage", "width", "winkler"))]
+    scores = [
+        "mase",
+        "crps",
+        "origin_volatility",
+        *(f"{kind}_{label}" for label in labels for kind in ("coverage", "width", "winkler")),
+    ]
     columns = ["coin", "model", "window", "cutoff_date", "windows_used", *scores]
     rows = [{c: r.get(c) for c in columns} for r in records if r.get("status") == "ok"]
     frame = pd.DataFrame(rows, columns=columns)
-    return frame.astype({c: "float64" for c in scores})
+    return frame.astype(dict.fromkeys(scores, "float64"))
 
 
 def _paired(frame, model: str, column: str):
@@ -112,22 +116,36 @@ def interval_summary(records: list[dict[str, Any]], models: Sequence[str], level
         for level in levels:
             label = level_label(level)
             covered = _paired(frame, model, f"coverage_{label}")
-            rows.append({
-                "model": model,
-                "level": level,
-                "nominal": float(level) / 100.0,
-                "windows": int(part[f"coverage_{label}"].notna().sum()),
-                "coverage": part[f"coverage_{label}"].mean(),
-                "naive_coverage": covered[f"coverage_{label}_naive"].mean() if len(covered) else float("nan"),
-                "mean_width": part[f"width_{label}"].mean(),
-                "width_vs_naive": _ratio(_paired(frame, model, f"width_{label}"), f"width_{label}"),
-                "mean_winkler": part[f"winkler_{label}"].mean(),
-                "winkler_vs_naive": _ratio(_paired(frame, model, f"winkler_{label}"), f"winkler_{label}"),
-                "mean_crps": part["crps"].mean(),
-                "crps_vs_naive": _ratio(crps_pairs, "crps"),
-            })
-    columns = ["model", "level", "nominal", "windows", "coverage", "naive_coverage", "mean_width", "width_vs_naive",
-               "mean_winkler", "winkler_vs_naive", "mean_crps", "crps_vs_naive"]
+            rows.append(
+                {
+                    "model": model,
+                    "level": level,
+                    "nominal": float(level) / 100.0,
+                    "windows": int(part[f"coverage_{label}"].notna().sum()),
+                    "coverage": part[f"coverage_{label}"].mean(),
+                    "naive_coverage": covered[f"coverage_{label}_naive"].mean() if len(covered) else float("nan"),
+                    "mean_width": part[f"width_{label}"].mean(),
+                    "width_vs_naive": _ratio(_paired(frame, model, f"width_{label}"), f"width_{label}"),
+                    "mean_winkler": part[f"winkler_{label}"].mean(),
+                    "winkler_vs_naive": _ratio(_paired(frame, model, f"winkler_{label}"), f"winkler_{label}"),
+                    "mean_crps": part["crps"].mean(),
+                    "crps_vs_naive": _ratio(crps_pairs, "crps"),
+                }
+            )
+    columns = [
+        "model",
+        "level",
+        "nominal",
+        "windows",
+        "coverage",
+        "naive_coverage",
+        "mean_width",
+        "width_vs_naive",
+        "mean_winkler",
+        "winkler_vs_naive",
+        "mean_crps",
+        "crps_vs_naive",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -152,11 +170,21 @@ def by_regime(records: list[dict[str, Any]], models: Sequence[str], levels: Sequ
     if not volatility.size:
         return pd.DataFrame([], columns=columns)
     low_cut, high_cut = np.quantile(volatility, [1 / 3, 2 / 3])
-    edges = {"low": (float(volatility.min()), float(low_cut)), "mid": (float(low_cut), float(high_cut)),
-             "high": (float(high_cut), float(volatility.max()))}
+    edges = {
+        "low": (float(volatility.min()), float(low_cut)),
+        "mid": (float(low_cut), float(high_cut)),
+        "high": (float(high_cut), float(volatility.max())),
+    }
     # A window at a cut point belongs to the calmer regime: the cut is that tercile's upper edge.
-    regime = np.select([frame["origin_volatility"] <= low_cut, frame["origin_volatility"] <= high_cut,
-                        frame["origin_volatility"] > high_cut], list(REGIMES), default="")
+    regime = np.select(
+        [
+            frame["origin_volatility"] <= low_cut,
+            frame["origin_volatility"] <= high_cut,
+            frame["origin_volatility"] > high_cut,
+        ],
+        list(REGIMES),
+        default="",
+    )
     frame = frame.assign(regime=regime)
     rows = []
     for model in models:
@@ -164,9 +192,18 @@ def by_regime(records: list[dict[str, Any]], models: Sequence[str], levels: Sequ
             column = f"coverage_{level_label(level)}"
             for name in REGIMES:
                 part = frame[(frame["model"] == model) & (frame["regime"] == name)][column].dropna()
-                rows.append({"model": model, "level": level, "regime": name, "volatility_from": edges[name][0],
-                             "volatility_to": edges[name][1], "windows": len(part), "nominal": float(level) / 100.0,
-                             "coverage": part.mean() if len(part) else float("nan")})
+                rows.append(
+                    {
+                        "model": model,
+                        "level": level,
+                        "regime": name,
+                        "volatility_from": edges[name][0],
+                        "volatility_to": edges[name][1],
+                        "windows": len(part),
+                        "nominal": float(level) / 100.0,
+                        "coverage": part.mean() if len(part) else float("nan"),
+                    }
+                )
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -181,8 +218,9 @@ def _origins(paired) -> list[Any]:
     return (paired["window"].astype(int) - paired["windows_used"].astype(int)).tolist()
 
 
-def significance(records: list[dict[str, Any]], models: Sequence[str], levels: Sequence[int | float],
-                 horizon: int, step: int):
+def significance(
+    records: list[dict[str, Any]], models: Sequence[str], levels: Sequence[int | float], horizon: int, step: int
+):
     """Diebold-Mariano (HLN) tests and sign tests of each model against naive, per loss.
 
     For each loss (the window's MASE, the log Winkler score per level, the
@@ -209,24 +247,46 @@ def significance(records: list[dict[str, Any]], models: Sequence[str], levels: S
             continue
         for loss in loss_names(levels):
             paired = _paired(frame, model, loss)
-            result = diebold_mariano(pool_by_origin(zip(_origins(paired), paired[loss] - paired[f"{loss}_naive"],
-                                                        strict=True))[1], lags)
+            result = diebold_mariano(
+                pool_by_origin(zip(_origins(paired), paired[loss] - paired[f"{loss}_naive"], strict=True))[1], lags
+            )
             by_coin = paired.groupby("coin")[[loss, f"{loss}_naive"]].mean()
             better = int((by_coin[loss] < by_coin[f"{loss}_naive"]).sum())
             compared = len(by_coin)
-            rows.append({
-                "model": model, "loss": loss, "origins": result.origins,
-                "mean_differential": result.mean_differential, "ratio": _ratio(paired, loss),
-                "statistic": result.statistic, "p_value": result.p_value,
-                "coins_better": better, "coins_compared": compared,
-                "share_better": better / compared if compared else float("nan"),
-                "sign_p_optimistic": sign_test(better, compared), "note": result.note,
-            })
-    columns = ["model", "loss", "origins", "mean_differential", "ratio", "statistic", "p_value", "coins_better",
-               "coins_compared", "share_better", "sign_p_optimistic", "note"]
+            rows.append(
+                {
+                    "model": model,
+                    "loss": loss,
+                    "origins": result.origins,
+                    "mean_differential": result.mean_differential,
+                    "ratio": _ratio(paired, loss),
+                    "statistic": result.statistic,
+                    "p_value": result.p_value,
+                    "coins_better": better,
+                    "coins_compared": compared,
+                    "share_better": better / compared if compared else float("nan"),
+                    "sign_p_optimistic": sign_test(better, compared),
+                    "note": result.note,
+                }
+            )
+    columns = [
+        "model",
+        "loss",
+        "origins",
+        "mean_differential",
+        "ratio",
+        "statistic",
+        "p_value",
+        "coins_better",
+        "coins_compared",
+        "share_better",
+        "sign_p_optimistic",
+        "note",
+    ]
     frame = pd.DataFrame(rows, columns=columns)
-    return frame.astype({c: "float64" for c in ("mean_differential", "ratio", "statistic", "p_value",
-                                                "sign_p_optimistic")})
+    return frame.astype(
+        dict.fromkeys(("mean_differential", "ratio", "statistic", "p_value", "sign_p_optimistic"), "float64")
+    )
 
 
 def calibration(records: list[dict[str, Any]], models: Sequence[str]):
@@ -242,14 +302,24 @@ def calibration(records: list[dict[str, Any]], models: Sequence[str]):
 
     rows = []
     for model in models:
-        grids = [r["coverage_grid"] for r in records
-                 if r.get("status") == "ok" and r.get("model") == model and r.get("coverage_grid")]
+        grids = [
+            r["coverage_grid"]
+            for r in records
+            if r.get("status") == "ok" and r.get("model") == model and r.get("coverage_grid")
+        ]
         labels = sorted({label for grid in grids for label in grid}, key=float)
         for label in labels:
             values = [grid[label] for grid in grids if grid.get(label) is not None]
             level = float(label)
-            rows.append({"model": model, "level": int(level) if level.is_integer() else level,
-                         "nominal": level / 100.0, "observed": float(np.mean(values)), "windows": len(values)})
+            rows.append(
+                {
+                    "model": model,
+                    "level": int(level) if level.is_integer() else level,
+                    "nominal": level / 100.0,
+                    "observed": float(np.mean(values)),
+                    "windows": len(values),
+                }
+            )
     return pd.DataFrame(rows, columns=["model", "level", "nominal", "observed", "windows"])
 
 
@@ -311,8 +381,9 @@ def _point_verdict(model: str, test: dict[str, Any] | None) -> str:
     return f"not distinguishable from naive ({where})"
 
 
-def verdicts(records: list[dict[str, Any]], models: Sequence[str], levels: Sequence[int | float], horizon: int,
-             step: int):
+def verdicts(
+    records: list[dict[str, Any]], models: Sequence[str], levels: Sequence[int | float], horizon: int, step: int
+):
     """Each model's verdict in words, for its intervals and its point forecast (the rules in the module docstring).
 
     Returns:
@@ -325,7 +396,11 @@ def verdicts(records: list[dict[str, Any]], models: Sequence[str], levels: Seque
     rows = []
     for model in models:
         mine = {row["loss"]: row for row in tests if row["model"] == model}
-        rows.append({"model": model,
-                     "intervals": _interval_verdict(model, [r for r in summary if r["model"] == model], mine),
-                     "point": _point_verdict(model, mine.get("mase"))})
+        rows.append(
+            {
+                "model": model,
+                "intervals": _interval_verdict(model, [r for r in summary if r["model"] == model], mine),
+                "point": _point_verdict(model, mine.get("mase")),
+            }
+        )
     return pd.DataFrame(rows, columns=["model", "intervals", "point"])

@@ -71,8 +71,8 @@ def _pair(actual: Any, forecast: Any) -> tuple[np.ndarray, np.ndarray]:
     f = np.asarray(forecast, dtype=np.float64)
     if a.ndim != 1 or a.shape != f.shape or a.size == 0:
         raise InvalidParameterError(
-            f"actual and forecast must be non-empty 1-D arrays of the same length, got shapes {a.shape} "
-            f"and {f.shape}")
+            f"actual and forecast must be non-empty 1-D arrays of the same length, got shapes {a.shape} and {f.shape}"
+        )
     return a, f
 
 
@@ -182,8 +182,8 @@ def _log_prices(name: str, values: Any, size: int | None = None) -> np.ndarray:
     arr = np.asarray(values, dtype=np.float64)
     if arr.ndim != 1 or arr.size == 0 or (size is not None and arr.size != size):
         raise InvalidParameterError(
-            f"{name} must be a non-empty 1-D array{'' if size is None else f' of length {size}'}, got shape "
-            f"{arr.shape}")
+            f"{name} must be a non-empty 1-D array{'' if size is None else f' of length {size}'}, got shape {arr.shape}"
+        )
     if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
         raise InvalidParameterError(f"{name} must hold finite prices above zero: interval scores use log prices")
     return np.log(arr)
@@ -302,7 +302,8 @@ def _grid(actual: Any, quantiles: Any, probabilities: Any) -> tuple[np.ndarray, 
     q = np.asarray(quantiles, dtype=np.float64)
     if q.ndim != 2 or q.shape != (taus.size, y.size) or taus.size == 0:
         raise InvalidParameterError(
-            f"quantiles must have shape (probabilities, steps) = ({taus.size}, {y.size}), got {q.shape}")
+            f"quantiles must have shape (probabilities, steps) = ({taus.size}, {y.size}), got {q.shape}"
+        )
     if np.unique(taus).size != taus.size:
         raise InvalidParameterError("each probability of the quantile grid must appear once")
     if not np.all(np.isfinite(q)) or np.any(q <= 0):
@@ -395,5 +396,5 @@ def origin_volatility(train: Any, window: int = VOLATILITY_WINDOW) -> float:
     y = np.asarray(train, dtype=np.float64).reshape(-1)
     if y.size < 3 or np.any(y <= 0):
         return float("nan")
-    returns = np.diff(np.log(y[-(window + 1):]))
+    returns = np.diff(np.log(y[-(window + 1) :]))
     return float(np.std(returns, ddof=1))

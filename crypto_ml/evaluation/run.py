@@ -29,8 +29,23 @@ __all__ = ["BacktestRun", "QUICK_WINDOWS", "RECORD_COLUMNS", "check_output_path"
 QUICK_WINDOWS = 5
 
 _LEADING_COLUMNS = [
-    "coin", "model", "window", "status", "cutoff", "cutoff_date", "horizon", "step", "windows_used",
-    "windows_requested", "n_points", "last_value", *METRICS, "mase_scale", "forecast", "actual", "abs_errors",
+    "coin",
+    "model",
+    "window",
+    "status",
+    "cutoff",
+    "cutoff_date",
+    "horizon",
+    "step",
+    "windows_used",
+    "windows_requested",
+    "n_points",
+    "last_value",
+    *METRICS,
+    "mase_scale",
+    "forecast",
+    "actual",
+    "abs_errors",
 ]
 _TRAILING_COLUMNS = ["crps", "origin_volatility", "pit", "coverage_grid", "note", "error_type", "error"]
 
@@ -39,8 +54,9 @@ def record_columns(levels: Iterable[int | float] = DEFAULT_LEVELS) -> list[str]:
     """Columns of ``BacktestRun.to_frame`` for a run at ``levels``: the point columns, then per level
     ``lo_L, hi_L, coverage_L, width_L, winkler_L``, then ``crps, origin_volatility, pit, coverage_grid`` and
     the note and error."""
-    per_level = [f"{kind}_{level_label(level)}" for level in levels
-                 for kind in ("lo", "hi", "coverage", "width", "winkler")]
+    per_level = [
+        f"{kind}_{level_label(level)}" for level in levels for kind in ("lo", "hi", "coverage", "width", "winkler")
+    ]
     return [*_LEADING_COLUMNS, *per_level, *_TRAILING_COLUMNS]
 
 
@@ -117,9 +133,15 @@ class BacktestRun(RecordsMixin):
             rows.append(row)
         frame = pd.DataFrame(rows, columns=columns)
         integers = ("window", "cutoff", "horizon", "step", "windows_used", "windows_requested", "n_points")
-        floats = ("last_value", *METRICS, "mase_scale", "crps", "origin_volatility",
-                  *(f"{kind}_{label}" for label in labels for kind in ("coverage", "width", "winkler")))
-        return frame.astype({**{c: "Int64" for c in integers}, **{c: "float64" for c in floats}})
+        floats = (
+            "last_value",
+            *METRICS,
+            "mase_scale",
+            "crps",
+            "origin_volatility",
+            *(f"{kind}_{label}" for label in labels for kind in ("coverage", "width", "winkler")),
+        )
+        return frame.astype({**dict.fromkeys(integers, "Int64"), **dict.fromkeys(floats, "float64")})
 
     def _ok_frame(self):
         """The ok records' metrics as floats (an undefined MASE is NaN)."""
@@ -127,7 +149,7 @@ class BacktestRun(RecordsMixin):
 
         columns = ["coin", "model", "window", *METRICS, "mase_scale", "abs_errors"]
         frame = pd.DataFrame([{c: r.get(c) for c in columns} for r in self.ok], columns=columns)
-        return frame.astype({c: "float64" for c in (*METRICS, "mase_scale")})
+        return frame.astype(dict.fromkeys((*METRICS, "mase_scale"), "float64"))
 
     def _model_order(self) -> list[str]:
         return list(dict.fromkeys([*self.models, *(r["model"] for r in self.records)]))
@@ -155,8 +177,12 @@ class BacktestRun(RecordsMixin):
         rows = []
         for model in self._model_order():
             part = ok[ok["model"] == model]
-            row: dict[str, Any] = {"model": model, "coins": int(part["coin"].nunique()), "windows": len(part),
-                                   "failed": int(failed.get(model, 0))}
+            row: dict[str, Any] = {
+                "model": model,
+                "coins": int(part["coin"].nunique()),
+                "windows": len(part),
+                "failed": int(failed.get(model, 0)),
+            }
             for metric in METRICS:
                 row[f"median_{metric}"] = part[metric].median()
                 row[f"mean_{metric}"] = part[metric].mean()
@@ -169,9 +195,16 @@ class BacktestRun(RecordsMixin):
             row["compared_coins"] = compared
             row["beats_naive_share"] = beats / compared if compared and model != BENCHMARK else float("nan")
             rows.append(row)
-        columns = ["model", "coins", "windows", "failed",
-                   *(f"{stat}_{metric}" for metric in METRICS for stat in ("median", "mean")),
-                   "beats_naive_coins", "compared_coins", "beats_naive_share"]
+        columns = [
+            "model",
+            "coins",
+            "windows",
+            "failed",
+            *(f"{stat}_{metric}" for metric in METRICS for stat in ("median", "mean")),
+            "beats_naive_coins",
+            "compared_coins",
+            "beats_naive_share",
+        ]
         return pd.DataFrame(rows, columns=columns)
 
     def by_horizon(self):
@@ -195,13 +228,17 @@ class BacktestRun(RecordsMixin):
                 rows.append((record.model, step, error, scaled))
         steps = pd.DataFrame(rows, columns=["model", "step", "abs_error", "scaled_error"])
         order = {model: index for index, model in enumerate(self._model_order())}
-        grouped = steps.groupby(["model", "step"], sort=False).agg(
-            n=("abs_error", "size"),
-            mean_abs_error=("abs_error", "mean"),
-            median_abs_error=("abs_error", "median"),
-            mean_scaled_error=("scaled_error", "mean"),
-            median_scaled_error=("scaled_error", "median"),
-        ).reset_index()
+        grouped = (
+            steps.groupby(["model", "step"], sort=False)
+            .agg(
+                n=("abs_error", "size"),
+                mean_abs_error=("abs_error", "mean"),
+                median_abs_error=("abs_error", "median"),
+                mean_scaled_error=("scaled_error", "mean"),
+                median_scaled_error=("scaled_error", "median"),
+            )
+            .reset_index()
+        )
         grouped = grouped.sort_values(["model", "step"], key=lambda c: c.map(order) if c.name == "model" else c)
         return grouped.reset_index(drop=True)
 
@@ -297,4 +334,5 @@ def check_output_path(path: str | Path) -> None:
     name = Path(path).name
     if Path(path).suffix.lower() not in OUTPUT_FORMATS:
         raise InvalidParameterError(
-            f"cannot write results to {name!r}: use a file ending in {', '.join(OUTPUT_FORMATS)}")
+            f"cannot write results to {name!r}: use a file ending in {', '.join(OUTPUT_FORMATS)}"
+        )

@@ -98,24 +98,37 @@ def diebold_mariano(differentials: Iterable[float], lags: int = 0) -> DMResult:
     if not np.all(np.isfinite(d)):
         raise InvalidParameterError("every loss differential must be finite")
     origins = int(d.size)
-    mean = float(d.mean()) if origins else None
     if origins < MIN_ORIGINS:
-        return DMResult(None, None, mean, origins, lags,
-                        f"{origins} origin(s): the test needs at least {MIN_ORIGINS}; run more --windows")
+        return DMResult(
+            None,
+            None,
+            float(d.mean()) if origins else None,
+            origins,
+            lags,
+            f"{origins} origin(s): the test needs at least {MIN_ORIGINS}; run more --windows",
+        )
+    mean = float(d.mean())
     if np.all(d == 0):
         return DMResult(0.0, 1.0, 0.0, origins, lags, "identical losses at every origin")
     h = lags + 1
     factor = (origins + 1 - 2 * h + h * (h - 1) / origins) / origins
     if factor <= 0:
-        return DMResult(None, None, mean, origins, lags,
-                        f"{origins} origins are too few for {h}-step overlapping forecasts; run more --windows")
+        return DMResult(
+            None,
+            None,
+            mean,
+            origins,
+            lags,
+            f"{origins} origins are too few for {h}-step overlapping forecasts; run more --windows",
+        )
     centred = d - mean
     variance = float(centred @ centred) / origins
     for k in range(1, min(lags, origins - 1) + 1):
         variance += 2.0 * float(centred[k:] @ centred[:-k]) / origins
     if variance <= 0:
-        return DMResult(None, None, mean, origins, lags,
-                        "the loss differential's long-run variance is not positive; no test")
+        return DMResult(
+            None, None, mean, origins, lags, "the loss differential's long-run variance is not positive; no test"
+        )
     statistic = mean / math.sqrt(variance / origins) * math.sqrt(factor)
     p_value = float(2.0 * stats.t.sf(abs(statistic), df=origins - 1))
     return DMResult(float(statistic), p_value, mean, origins, lags)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -42,9 +42,18 @@ from ..exceptions import (
     SeriesTooShortError,
 )
 
-__all__ = ["Forecaster", "Forecast", "DEFAULT_LEVELS", "validate_series", "validate_prices", "build_forecast",
-           "validate_horizon", "validate_levels",
-           "level_label", "interval_columns"]
+__all__ = [
+    "Forecaster",
+    "Forecast",
+    "DEFAULT_LEVELS",
+    "validate_series",
+    "validate_prices",
+    "build_forecast",
+    "validate_horizon",
+    "validate_levels",
+    "level_label",
+    "interval_columns",
+]
 
 #: Interval levels (percent) when none are asked for: the two a risk desk reads first, as statsforecast shows.
 DEFAULT_LEVELS: tuple[int, ...] = (80, 95)
@@ -67,7 +76,9 @@ def validate_series(y: Any, min_points: int, model_name: str) -> np.ndarray:
         )
     if not np.all(np.isfinite(arr)):
         bad = int(np.count_nonzero(~np.isfinite(arr)))
-        raise DataFormatError(f"{model_name}: the series holds {bad} NaN or infinite value(s); clean or drop them first")
+        raise DataFormatError(
+            f"{model_name}: the series holds {bad} NaN or infinite value(s); clean or drop them first"
+        )
     return arr
 
 
@@ -81,8 +92,10 @@ def validate_prices(y: Any, min_points: int, model_name: str) -> np.ndarray:
     arr = validate_series(y, min_points, model_name)
     if np.any(arr <= 0):
         bad = int(np.count_nonzero(arr <= 0))
-        raise DataFormatError(f"{model_name}: the series holds {bad} price(s) at or below zero; prices must be "
-                              "positive (intervals are computed on log prices), so drop or fix those rows")
+        raise DataFormatError(
+            f"{model_name}: the series holds {bad} price(s) at or below zero; prices must be "
+            "positive (intervals are computed on log prices), so drop or fix those rows"
+        )
     return arr
 
 
@@ -122,10 +135,10 @@ def validate_levels(levels: Any) -> tuple[int | float, ...]:
             value = float(raw)
         except (TypeError, ValueError):
             raise InvalidParameterError(
-                f"interval level {raw!r} is not a number; give percentages such as 80,95") from None
+                f"interval level {raw!r} is not a number; give percentages such as 80,95"
+            ) from None
         if not (0 < value < 100) or not math.isfinite(value):
-            raise InvalidParameterError(
-                f"interval level {raw!r} is outside (0, 100); give percentages such as 80,95")
+            raise InvalidParameterError(f"interval level {raw!r} is outside (0, 100); give percentages such as 80,95")
         parsed.add(int(value) if value.is_integer() else value)
     if not parsed:
         raise InvalidParameterError("give at least one interval level, e.g. 80,95")
@@ -191,8 +204,10 @@ def check_intervals(name: str, point: np.ndarray, lower: dict, upper: dict, leve
         # A relative tolerance: bounds computed as exp(log point + 0) may differ from the point in the last ulp.
         slack = 1e-12 * np.abs(point)
         if np.any(lo <= 0) or np.any(lo > inner_lo + slack) or np.any(hi < inner_hi - slack):
-            raise AssertionError(f"{name}: the {level}% interval does not nest: 0 < lo <= narrower lo <= point <= "
-                                 "narrower hi <= hi fails")
+            raise AssertionError(
+                f"{name}: the {level}% interval does not nest: 0 < lo <= narrower lo <= point <= "
+                "narrower hi <= hi fails"
+            )
         inner_lo, inner_hi = lo, hi
 
 
@@ -208,10 +223,11 @@ def build_forecast(name: str, point: np.ndarray, bounds: dict, levels: tuple) ->
     return Forecast(point=point, levels=levels, lower=lower, upper=upper)
 
 
-@functools.lru_cache(maxsize=None)
-def _param_names(cls: type) -> tuple[str, ...]:
+@functools.cache
+def _param_names(init: Callable[..., None]) -> tuple[str, ...]:
     # inspect.signature costs more than a naive fit; get_model runs once per series.
-    sig = inspect.signature(cls.__init__)
+    # Keyed on the class's __init__, not the class: mypy does not see a class object as Hashable.
+    sig = inspect.signature(init)
     return tuple(p.name for p in sig.parameters.values() if p.name != "self" and p.kind is p.KEYWORD_ONLY)
 
 
@@ -322,7 +338,8 @@ class Forecaster:
             raise NonPositiveForecastError(
                 f"{self.name} forecasts {bad[0]:.6g} at step {step}: a price must be positive and finite, so this "
                 "series cannot be forecast with it; use a log-price model (naive, drift, ewma, garch, ets, theta) "
-                "or a shorter history (--max-points)")
+                "or a shorter history (--max-points)"
+            )
         return forecast
 
     def prepare_state(self) -> None:
@@ -335,7 +352,7 @@ class Forecaster:
     @classmethod
     def param_names(cls) -> list[str]:
         """The keyword arguments the constructor accepts."""
-        return list(_param_names(cls))
+        return list(_param_names(cls.__init__))
 
     def get_params(self) -> dict[str, Any]:
         """The constructor arguments, as stored, for manifests and model metadata."""

@@ -161,7 +161,8 @@ class ConformalModel(Forecaster):
             raise SeriesTooShortError(
                 f"{self.name} needs at least {MIN_ORIGINS} calibration origins with a {h}-day forecast inside the "
                 f"training data, got {len(used)} from {self.prices_.size} points; use a longer history, a shorter "
-                "horizon or a smaller spacing")
+                "horizon or a smaller spacing"
+            )
         return np.asarray(rows), np.asarray(used)
 
     def _predict_interval(self, h, levels):

@@ -103,8 +103,11 @@ class GARCHModel(Forecaster):
             raise InvalidParameterError(f"garch: mean must be one of {', '.join(_MEANS)}, got {self.mean!r}")
         if self.dist not in _DISTS:
             raise InvalidParameterError(f"garch: dist must be one of {', '.join(_DISTS)}, got {self.dist!r}")
-        if isinstance(self.simulations, bool) or not isinstance(self.simulations, (int, np.integer)) \
-                or self.simulations < 100:
+        if (
+            isinstance(self.simulations, bool)
+            or not isinstance(self.simulations, (int, np.integer))
+            or self.simulations < 100
+        ):
             raise InvalidParameterError(f"garch: simulations must be an int >= 100, got {self.simulations!r}")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer))):
             raise InvalidParameterError(f"garch: seed must be an int or None, got {self.seed!r}")
@@ -123,8 +126,12 @@ class GARCHModel(Forecaster):
             self.omega_ = self.alpha_ = self.beta_ = self.next_variance_ = 0.0
             return
         if not self._fit_garch(returns):
-            log.warning("garch: the likelihood could not be maximised for this %d-point series; "
-                        "falling back to RiskMetrics EWMA volatility (decay %.2f)", y.size, FALLBACK_DECAY)
+            log.warning(
+                "garch: the likelihood could not be maximised for this %d-point series; "
+                "falling back to RiskMetrics EWMA volatility (decay %.2f)",
+                y.size,
+                FALLBACK_DECAY,
+            )
             self.method_ = "riskmetrics"
             self.omega_, self.alpha_, self.beta_, self.nu_ = 0.0, 1.0 - FALLBACK_DECAY, FALLBACK_DECAY, None
             self.next_variance_ = float(ewma_volatility(returns - self.mu_, FALLBACK_DECAY)[-1] ** 2)
@@ -135,8 +142,15 @@ class GARCHModel(Forecaster):
 
         # rescale=True: a coin much calmer or wilder than a percent a day is moved by a power of ten
         # (res.scale) so that the optimiser still sees numbers near 1.
-        model = arch_model(RETURN_SCALE * returns, mean="Constant" if self.mean == "constant" else "Zero",
-                           vol="GARCH", p=1, q=1, dist="t" if self.dist == "t" else "normal", rescale=True)
+        model = arch_model(
+            RETURN_SCALE * returns,
+            mean="Constant" if self.mean == "constant" else "Zero",
+            vol="GARCH",
+            p=1,
+            q=1,
+            dist="t" if self.dist == "t" else "normal",
+            rescale=True,
+        )
         try:
             with warnings.catch_warnings(), np.errstate(all="ignore"):
                 # Convergence is judged from the result's flag below, not from warnings.
@@ -176,9 +190,12 @@ class GARCHModel(Forecaster):
         table[0] = self._standard_quantiles(np.asarray(probabilities)) * math.sqrt(self.next_variance_)
         if h > 1:
             table[1:] = np.quantile(self._simulate_shock_sums(h)[1:], probabilities, axis=1).T
-        return point, {level: nest_around(point, table[:, column[central_quantiles(level)[0]]],
-                                          table[:, column[central_quantiles(level)[1]]])
-                       for level in levels}
+        return point, {
+            level: nest_around(
+                point, table[:, column[central_quantiles(level)[0]]], table[:, column[central_quantiles(level)[1]]]
+            )
+            for level in levels
+        }
 
     def _standard_quantiles(self, probabilities: np.ndarray) -> np.ndarray:
         """Quantiles of the unit-variance shock ``z``."""

@@ -24,8 +24,15 @@ import numpy as np
 
 from ..exceptions import InvalidParameterError, SeriesTooShortError
 
-__all__ = ["central_quantiles", "conformal_quantiles", "empirical_intervals", "ewma_volatility", "k_day_returns",
-           "nest_around", "recency_weights"]
+__all__ = [
+    "central_quantiles",
+    "conformal_quantiles",
+    "empirical_intervals",
+    "ewma_volatility",
+    "k_day_returns",
+    "nest_around",
+    "recency_weights",
+]
 
 
 def central_quantiles(level: float) -> tuple[float, float]:
@@ -78,7 +85,8 @@ def empirical_intervals(
     if log_prices.size < 2:
         raise SeriesTooShortError(
             f"a prediction interval needs at least 2 points (one observed return), the series has "
-            f"{log_prices.size}; use a longer history")
+            f"{log_prices.size}; use a longer history"
+        )
     h = point.size
     probabilities = sorted({p for level in levels for p in central_quantiles(level)} | {0.5})
     table = _k_day_quantiles(log_prices, h, np.asarray(probabilities))
@@ -148,19 +156,24 @@ def ewma_volatility(log_returns: np.ndarray, decay: float, *, warmup: int = 30) 
         j = np.arange(1, chunk.size + 1)
         weighted = np.cumsum(chunk * inverse[: chunk.size])  # sum_{i<j} squared[i] * decay^-i
         variance[start + 1 : start + 1 + chunk.size] = (
-            powers[j] * variance[start] + (1.0 - decay) * powers[j - 1] * weighted)
+            powers[j] * variance[start] + (1.0 - decay) * powers[j - 1] * weighted
+        )
     # A flat stretch gives variance 0; a floor keeps the standardised returns finite.
     floor = max(float(squared.mean()) * 1e-6, 1e-300)
     return np.sqrt(np.maximum(variance, floor))
 
 
 def recency_weights(n: int, decay: float | None) -> np.ndarray:
-    """Weights of ``n`` scores, oldest first: ``decay ** age`` (the newest weighs 1); all ones when ``decay`` is None."""
+    """Weights of ``n`` scores, oldest first: ``decay ** age`` (the newest weighs 1).
+
+    All ones when ``decay`` is None.
+    """
     if decay is None:
         return np.ones(n)
     if not 0.0 < decay <= 1.0:
-        raise InvalidParameterError(f"recency decay must be in (0, 1], got {decay!r}; 0.99 halves a score's weight "
-                                    "in about 70 days")
+        raise InvalidParameterError(
+            f"recency decay must be in (0, 1], got {decay!r}; 0.99 halves a score's weight in about 70 days"
+        )
     return decay ** np.arange(n - 1, -1, -1, dtype=np.float64)
 
 

@@ -149,8 +149,9 @@ class LSTMModel(Forecaster):
             epochs=self.epochs,
             batch_size=self.batch_size,
             validation_split=self.validation_split if held_out >= 1 else 0.0,
-            callbacks=[keras.callbacks.EarlyStopping(monitor=monitor, patience=self.patience,
-                                                     restore_best_weights=True)],
+            callbacks=[
+                keras.callbacks.EarlyStopping(monitor=monitor, patience=self.patience, restore_best_weights=True)
+            ],
             shuffle=True,
             verbose=0,
         )

@@ -16,15 +16,26 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from typing import Any
-
 import importlib.util
+from typing import Any
 
 from ..exceptions import InvalidParameterError, MissingDependencyError, UnknownModelError
 from .base import Forecaster
 
-__all__ = ["MODEL_REGISTRY", "ALIASES", "HEAVY_MODELS", "CONFORMAL_SUFFIX", "available_models", "get_model_class",
-           "get_model", "resolve_name", "is_heavy", "base_name", "check_installed", "missing_extra"]
+__all__ = [
+    "MODEL_REGISTRY",
+    "ALIASES",
+    "HEAVY_MODELS",
+    "CONFORMAL_SUFFIX",
+    "available_models",
+    "get_model_class",
+    "get_model",
+    "resolve_name",
+    "is_heavy",
+    "base_name",
+    "check_installed",
+    "missing_extra",
+]
 
 MODEL_REGISTRY: dict[str, str] = {
     "naive": "crypto_ml.models.baseline:NaiveModel",
@@ -123,7 +134,8 @@ def check_installed(name: str) -> None:
         cls = get_model_class(base_name(name))
         raise MissingDependencyError(
             f"model {resolve_name(name)!r} needs {', '.join(cls.requires)}, which this install lacks; "
-            f"install the '{extra}' extra: pip install 'crypto-ml[{extra}]'")
+            f"install the '{extra}' extra: pip install 'crypto-ml[{extra}]'"
+        )
 
 
 def get_model(name: str, **params: Any) -> Forecaster:

@@ -77,26 +77,29 @@ class _StatsForecastModel(Forecaster):
                 raise
             raise SeriesTooShortError(
                 f"{self.name}: statsforecast's {self._estimator_name} needs more than {y.size} points for "
-                f"{self.get_params()}; use a longer history or a simpler model such as 'naive'") from None
+                f"{self.get_params()}; use a longer history or a simpler model such as 'naive'"
+            ) from None
         self.estimator_ = estimator
 
-    def _log_forecast(self, h: int, levels: tuple[int | float, ...] | None) -> dict[str, np.ndarray]:
+    @staticmethod
+    def _log_forecast(estimator: Any, h: int, levels: tuple[int | float, ...] | None) -> dict[str, np.ndarray]:
+        """The fitted ``estimator``'s log-price forecast (callers handle a constant series, which has none)."""
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
-            raw = self.estimator_.predict(h, level=list(levels) if levels else None)
+            raw = estimator.predict(h, level=list(levels) if levels else None)
         # ARIMA returns pandas Series for its bounds and Theta float32 arrays: one dtype from here on.
         return {key: np.asarray(value, dtype=np.float64).reshape(-1) for key, value in raw.items()}
 
     def _predict(self, h: int) -> np.ndarray:
         if self.estimator_ is None:
             return np.full(h, self.last_)
-        return np.exp(self._log_forecast(h, None)["mean"])
+        return np.exp(self._log_forecast(self.estimator_, h, None)["mean"])
 
     def _predict_interval(self, h: int, levels: tuple[int | float, ...]) -> tuple[np.ndarray, dict]:
         if self.estimator_ is None:
             point = np.full(h, self.last_)
             return point, {level: (point.copy(), point.copy()) for level in levels}
-        raw = self._log_forecast(h, levels)
+        raw = self._log_forecast(self.estimator_, h, levels)
         mean = raw["mean"]
         bounds = {}
         inner_lo, inner_hi = mean, mean
@@ -167,15 +170,15 @@ class ThetaModel(_StatsForecastModel):
     interval_method = "statsforecast AutoTheta simulated intervals on log prices, exp'ed (95 % under-covers)"
     _estimator_name = "AutoTheta"
 
-    def __init__(self, *, season_length: int = 1, decomposition_type: str = "multiplicative",
-                 model: str | None = None) -> None:
+    def __init__(
+        self, *, season_length: int = 1, decomposition_type: str = "multiplicative", model: str | None = None
+    ) -> None:
         self.season_length = season_length
         self.decomposition_type = decomposition_type
         self.model = model
 
     def _estimator_params(self) -> dict[str, Any]:
-        return {"season_length": self.season_length, "decomposition_type": self.decomposition_type,
-                "model": self.model}
+        return {"season_length": self.season_length, "decomposition_type": self.decomposition_type, "model": self.model}
 
 
 class ARIMAModel(_StatsForecastModel):
@@ -202,8 +205,17 @@ class ARIMAModel(_StatsForecastModel):
     interval_method = "statsforecast AutoARIMA analytic intervals on log prices, exp'ed"
     _estimator_name = "AutoARIMA"
 
-    def __init__(self, *, season_length: int = 1, d: int | None = None, max_p: int = 5, max_q: int = 5,
-                 stepwise: bool = True, approximation: bool = False, allowdrift: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        season_length: int = 1,
+        d: int | None = None,
+        max_p: int = 5,
+        max_q: int = 5,
+        stepwise: bool = True,
+        approximation: bool = False,
+        allowdrift: bool = True,
+    ) -> None:
         self.season_length = season_length
         self.d = d
         self.max_p = max_p
@@ -213,5 +225,12 @@ class ARIMAModel(_StatsForecastModel):
         self.allowdrift = allowdrift
 
     def _estimator_params(self) -> dict[str, Any]:
-        return {"season_length": self.season_length, "d": self.d, "max_p": self.max_p, "max_q": self.max_q,
-                "stepwise": self.stepwise, "approximation": self.approximation, "allowdrift": self.allowdrift}
+        return {
+            "season_length": self.season_length,
+            "d": self.d,
+            "max_p": self.max_p,
+            "max_q": self.max_q,
+            "stepwise": self.stepwise,
+            "approximation": self.approximation,
+            "allowdrift": self.allowdrift,
+        }

@@ -58,8 +58,9 @@ class EWMAModel(Forecaster):
     description = "random walk with intervals from EWMA volatility (RiskMetrics) and filtered historical simulation"
     interval_method = "EWMA-scaled, recency-weighted conformal quantiles of past k-day moves"
 
-    def __init__(self, *, decay: float = 0.94, recency: float | None = 0.99, blend: float = 0.55,
-                 warmup: int = 30) -> None:
+    def __init__(
+        self, *, decay: float = 0.94, recency: float | None = 0.99, blend: float = 0.55, warmup: int = 30
+    ) -> None:
         self.decay = decay
         self.recency = recency
         self.blend = blend

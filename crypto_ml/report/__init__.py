@@ -14,9 +14,25 @@ crypto_ml`` nor a worker pays for it.
 # The file names and PIT_BINS stay importable from here, where they lived
 # before the split, though they are not part of __all__.
 from .page import REPORT_MD, write_report  # noqa: F401
-from .plots import (CALIBRATION_PNG, DEFAULT_PLOT_COINS, FANS_PNG, FORECASTS_PNG, MASE_PNG,  # noqa: F401
-                    MAX_FAN_MODELS, PIT_BINS, PIT_PNG)
+from .plots import (  # noqa: F401
+    CALIBRATION_PNG,
+    DEFAULT_PLOT_COINS,
+    FANS_PNG,
+    FORECASTS_PNG,
+    MASE_PNG,
+    MAX_FAN_MODELS,
+    PIT_BINS,
+    PIT_PNG,
+)
 from .rows import interval_rows, run_title, significance_rows, summary_rows, verdict_lines
 
-__all__ = ["write_report", "summary_rows", "interval_rows", "significance_rows", "verdict_lines", "run_title",
-           "DEFAULT_PLOT_COINS", "MAX_FAN_MODELS"]
+__all__ = [
+    "write_report",
+    "summary_rows",
+    "interval_rows",
+    "significance_rows",
+    "verdict_lines",
+    "run_title",
+    "DEFAULT_PLOT_COINS",
+    "MAX_FAN_MODELS",
+]

@@ -58,7 +58,8 @@ def _plot_coins(run: BacktestRun, requested: list[str] | None) -> tuple[list[str
     if unknown:
         listed = ", ".join(known[:10]) + (", ..." if len(known) > 10 else "")
         raise InvalidParameterError(
-            f"cannot plot {', '.join(map(repr, unknown))}: not in this backtest; choose from: {listed}")
+            f"cannot plot {', '.join(map(repr, unknown))}: not in this backtest; choose from: {listed}"
+        )
     skipped = [coin for coin in wanted if coin not in lengths]
     for coin in skipped:
         log.warning("not plotting %s: none of its backtest windows succeeded", coin)
@@ -72,8 +73,7 @@ def _history(run: BacktestRun) -> Any:
     try:
         loader = CryptoLoader(run.data_path, **run.data_filters)
         if run.data_hash and loader.data_hash() != run.data_hash:
-            log.warning("the data at %s changed since the backtest; plotting without the price history",
-                        run.data_path)
+            log.warning("the data at %s changed since the backtest; plotting without the price history", run.data_path)
             return None
     except (CryptoMLError, OSError) as exc:
         log.warning("cannot read the backtest's data for the plots (%s); plotting without the price history", exc)
@@ -81,15 +81,15 @@ def _history(run: BacktestRun) -> Any:
     return loader
 
 
-def _coin_prices(loader: Any, coin: str) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """The coin's dates and prices, or ``(None, None)`` if it cannot be read."""
+def _coin_prices(loader: Any, coin: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The coin's dates and prices, or None if it cannot be read."""
     if loader is None:
-        return None, None
+        return None
     try:
         frame = loader.get_df(coin)
     except (CryptoMLError, OSError) as exc:
         log.warning("cannot read %s for its plot: %s", coin, exc)
-        return None, None
+        return None
     return frame["Date"].to_numpy(), frame["Close"].to_numpy(dtype=np.float64)
 
 
@@ -111,17 +111,19 @@ def _x(dates: np.ndarray | None, index: int) -> Any:
     return dates[index] if dates is not None else index
 
 
-def _actual_line(records: list[dict[str, Any]], loader: Any, coin: str, tail: int
-                 ) -> tuple[np.ndarray | None, list[Any], list[float]]:
+def _actual_line(
+    records: list[dict[str, Any]], loader: Any, coin: str, tail: int
+) -> tuple[np.ndarray | None, list[Any], list[float]]:
     """The coin's actual prices to draw: ``(dates or None, xs, prices)``.
 
     From the data when it can be read (with ``tail`` days before the first
     origin), else from the prices the records carry, on a day-index axis.
     """
-    dates, prices = _coin_prices(loader, coin)
+    data = _coin_prices(loader, coin)
     first = min(r["cutoff"] for r in records)
     end = max(r["cutoff"] + len(r["actual"]) for r in records)
-    if prices is not None and len(prices) >= end:
+    if data is not None and len(data[1]) >= end:
+        dates, prices = data
         start = max(0, first - tail)
         return dates, list(dates[start:end]), prices[start:end].tolist()
     seen: dict[int, float] = {}
@@ -160,8 +162,14 @@ def _plot_forecasts(run: BacktestRun, coins: list[str], path: Path, loader: Any 
             if model not in labelled:
                 labelled.add(model)
                 label = f"{model} (MASE {_number(mean_mase.get((coin, model)), 2)})"
-            ax.plot(xs, [r["last_value"], *r["forecast"]], color=colors.get(model), linewidth=1.1,
-                    linestyle="--" if model == BENCHMARK else "-", label=label)
+            ax.plot(
+                xs,
+                [r["last_value"], *r["forecast"]],
+                color=colors.get(model),
+                linewidth=1.1,
+                linestyle="--" if model == BENCHMARK else "-",
+                label=label,
+            )
         for cutoff in sorted({r["cutoff"] for r in records}):
             ax.axvline(_x(dates, cutoff - 1), color="0.8", linewidth=0.8, linestyle=":")
         ax.set_title(f"{coin}: {len({r['window'] for r in records})} windows of {run.horizon} days")
@@ -234,8 +242,7 @@ def _plot_fans(run: BacktestRun, coins: list[str], path: Path, loader: Any) -> N
                     label = level_label(level)
                     lower, upper = r.get(f"lo_{label}"), r.get(f"hi_{label}")
                     if lower and upper:
-                        ax.fill_between(steps, lower, upper, color=colors.get(model), alpha=shades[level],
-                                        linewidth=0)
+                        ax.fill_between(steps, lower, upper, color=colors.get(model), alpha=shades[level], linewidth=0)
                 ax.plot(steps, r["forecast"], color=colors.get(model), linewidth=0.9)
             ax.plot(xs, actual, color="black", linewidth=1.0)
             if min(actual) > 0 and max(actual) / min(actual) > _LOG_SCALE_SPREAD:
@@ -263,8 +270,15 @@ def _plot_calibration(run: BacktestRun, path: Path) -> None:
     colors = _model_colors(run.models)
     for model in [m for m in run.models if m in set(table["model"])]:
         part = table[table["model"] == model]
-        ax.plot(part["nominal"], part["observed"], marker="o", markersize=4, color=colors.get(model),
-                linestyle="--" if model == BENCHMARK else "-", label=model)
+        ax.plot(
+            part["nominal"],
+            part["observed"],
+            marker="o",
+            markersize=4,
+            color=colors.get(model),
+            linestyle="--" if model == BENCHMARK else "-",
+            label=model,
+        )
     if table.empty:
         ax.text(0.5, 0.5, "no interval scores: no successful windows", ha="center", va="center")
     ax.set_xlim(0, 1)
@@ -294,8 +308,15 @@ def _plot_pit(run: BacktestRun, path: Path) -> None:
         axes[0].text(0.5, 0.5, "no PIT values: no successful windows", ha="center", va="center")
     for ax, model in zip(axes, models, strict=False):
         ax.set_axis_on()
-        ax.hist(values[model], bins=PIT_BINS, range=(0, 1), density=True, color=colors.get(model), alpha=0.8,
-                edgecolor="white")
+        ax.hist(
+            values[model],
+            bins=PIT_BINS,
+            range=(0, 1),
+            density=True,
+            color=colors.get(model),
+            alpha=0.8,
+            edgecolor="white",
+        )
         ax.axhline(1.0, color="black", linestyle="--", linewidth=1)
         ax.set_xlim(0, 1)
         ax.set_title(f"{model} ({len(values[model])} steps)", fontsize="medium")

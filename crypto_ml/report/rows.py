@@ -50,17 +50,19 @@ def interval_rows(run: BacktestRun) -> list[dict[str, str]]:
     """
     rows = []
     for row in run.interval_summary().to_dict("records"):
-        rows.append({
-            "model": row["model"],
-            "level": f"{level_label(row['level'])}%",
-            "windows": str(row["windows"]),
-            "coverage": _number(row["coverage"], 2),
-            "naive cov.": _number(row["naive_coverage"], 2),
-            "log width": _number(row["mean_width"], 3),
-            "width vs naive": _ratio(row["width_vs_naive"]),
-            "Winkler vs naive": _ratio(row["winkler_vs_naive"]),
-            "CRPS vs naive": _ratio(row["crps_vs_naive"]),
-        })
+        rows.append(
+            {
+                "model": row["model"],
+                "level": f"{level_label(row['level'])}%",
+                "windows": str(row["windows"]),
+                "coverage": _number(row["coverage"], 2),
+                "naive cov.": _number(row["naive_coverage"], 2),
+                "log width": _number(row["mean_width"], 3),
+                "width vs naive": _ratio(row["width_vs_naive"]),
+                "Winkler vs naive": _ratio(row["winkler_vs_naive"]),
+                "CRPS vs naive": _ratio(row["crps_vs_naive"]),
+            }
+        )
     return rows
 
 
@@ -75,17 +77,19 @@ def significance_rows(run: BacktestRun) -> list[dict[str, str]]:
     for row in run.significance().to_dict("records"):
         compared = row["coins_compared"]
         better = f"{row['coins_better']}/{compared} ({row['share_better']:.0%})" if compared else "-"
-        rows.append({
-            "model": row["model"],
-            "loss": row["loss"],
-            "origins": str(row["origins"]),
-            "vs naive": _ratio(row["ratio"]),
-            "DM-HLN": _number(row["statistic"], 2),
-            "p": _p(row["p_value"]),
-            "coins better": better,
-            "sign p (optimistic)": _p(row["sign_p_optimistic"]),
-            "note": row["note"] or "",
-        })
+        rows.append(
+            {
+                "model": row["model"],
+                "loss": row["loss"],
+                "origins": str(row["origins"]),
+                "vs naive": _ratio(row["ratio"]),
+                "DM-HLN": _number(row["statistic"], 2),
+                "p": _p(row["p_value"]),
+                "coins better": better,
+                "sign p (optimistic)": _p(row["sign_p_optimistic"]),
+                "note": row["note"] or "",
+            }
+        )
     return rows
 
 
@@ -115,15 +119,17 @@ def summary_rows(run: BacktestRun) -> list[dict[str, str]]:
             beats = f"{row['beats_naive_coins']}/{row['compared_coins']} ({row['beats_naive_share']:.0%})"
         else:
             beats = "-"
-        rows.append({
-            "model": row["model"],
-            "coins": str(row["coins"]),
-            "windows": str(row["windows"]),
-            "failed": str(row["failed"]),
-            "median MASE": _number(row["median_mase"]),
-            "mean MASE": _number(row["mean_mase"]),
-            "median sMAPE": _number(row["median_smape"], 2),
-            "dir. accuracy": _number(row["mean_directional_accuracy"], 2),
-            "beats naive": beats,
-        })
+        rows.append(
+            {
+                "model": row["model"],
+                "coins": str(row["coins"]),
+                "windows": str(row["windows"]),
+                "failed": str(row["failed"]),
+                "median MASE": _number(row["median_mase"]),
+                "mean MASE": _number(row["mean_mase"]),
+                "median sMAPE": _number(row["median_smape"], 2),
+                "dir. accuracy": _number(row["mean_directional_accuracy"], 2),
+                "beats naive": beats,
+            }
+        )
     return rows
