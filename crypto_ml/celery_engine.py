@@ -114,9 +114,12 @@ class CeleryEngine(Engine):
         except CeleryTimeoutError:
             for task_id in pending:
                 app.control.revoke(task_id)
-                yield index_of[task_id], EngineError(
-                    f"task {task_id} did not finish within {self.timeout:g}s; "
-                    "raise CRYPTO_ML_TASK_TIMEOUT or add workers"
+                yield (
+                    index_of[task_id],
+                    EngineError(
+                        f"task {task_id} did not finish within {self.timeout:g}s; "
+                        "raise CRYPTO_ML_TASK_TIMEOUT or add workers"
+                    ),
                 )
 
 

@@ -79,8 +79,12 @@ class _Group(click.Group):
 
 
 data_option = click.option(
-    "--data", "data_path", type=click.Path(path_type=Path), default=None,
-    help="Folder of per-coin CSVs, or a long-format .csv/.parquet file [env CRYPTO_ML_DATA_DIR; default: bundled sample].",
+    "--data",
+    "data_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder of per-coin CSVs, a long-format .csv/.parquet file, or a price store "
+    "[env CRYPTO_ML_DATA_DIR; default: bundled sample].",
 )
 
 
@@ -96,21 +100,37 @@ def _compose(*decorators):
 
 
 engine_option = click.option(
-    "--engine", "-e", type=click.Choice(ENGINE_NAMES, case_sensitive=False), default=None,
+    "--engine",
+    "-e",
+    type=click.Choice(ENGINE_NAMES, case_sensitive=False),
+    default=None,
     help="Where tasks run [env CRYPTO_ML_ENGINE; default auto: celery if a worker answers, else local].",
 )
 dispatch_options = _compose(
-    click.option("--workers", type=click.IntRange(min=1), default=None, help="Local engine processes [default: cores]."),
-    click.option("--batch-size", type=click.IntRange(min=1), default=None,
-                 help="Series per task [env CRYPTO_ML_BATCH_SIZE; default: about four tasks per process, "
-                      "one coin per task for deep models]."),
-    click.option("--transfer", type=click.Choice(["auto", "inline", "reference"], case_sensitive=False), default=None,
-                 help="Send prices inside tasks, or let workers read the dataset by path and hash "
-                      "[env CRYPTO_ML_TRANSFER; default auto]."),
-    click.option("--progress/--no-progress", default=None, help="Progress bar on stderr [default: when it is a terminal]."),
+    click.option(
+        "--workers", type=click.IntRange(min=1), default=None, help="Local engine processes [default: cores]."
+    ),
+    click.option(
+        "--batch-size",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Series per task [env CRYPTO_ML_BATCH_SIZE; default: about four tasks per process, "
+        "one coin per task for deep models].",
+    ),
+    click.option(
+        "--transfer",
+        type=click.Choice(["auto", "inline", "reference"], case_sensitive=False),
+        default=None,
+        help="Send prices inside tasks, or let workers read the dataset by path and hash "
+        "[env CRYPTO_ML_TRANSFER; default auto].",
+    ),
+    click.option(
+        "--progress/--no-progress", default=None, help="Progress bar on stderr [default: when it is a terminal]."
+    ),
 )
-max_points_option = click.option("--max-points", type=click.IntRange(min=1), default=None,
-                                 help="Use only the last N prices of each coin.")
+max_points_option = click.option(
+    "--max-points", type=click.IntRange(min=1), default=None, help="Use only the last N prices of each coin."
+)
 date_options = _compose(
     max_points_option,
     click.option("--from-date", default=None, help="Ignore prices before this date (YYYY-MM-DD)."),
@@ -120,35 +140,75 @@ date_options = _compose(
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="crypto-ml")
-@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-              default=None, help="Library log level [env CRYPTO_ML_LOG_LEVEL; default WARNING].")
-@click.option("--log-file", type=click.Path(path_type=Path), default=None,
-              help="Write logs to this file instead of stderr [env CRYPTO_ML_LOG_FILE].")
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default=None,
+    help="Library log level [env CRYPTO_ML_LOG_LEVEL; default WARNING].",
+)
+@click.option(
+    "--log-file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write logs to this file instead of stderr [env CRYPTO_ML_LOG_FILE].",
+)
 def cli(log_level: str | None, log_file: Path | None) -> None:
     """Horizontally scalable cryptocurrency price forecasting."""
     _setup_logging(log_level, log_file)
 
 
 @cli.command()
-@click.option("--model", "-m", default=None,
-              help="Model name; see `crypto-ml models` [env CRYPTO_ML_MODEL; default ewma].")
+@click.option(
+    "--model", "-m", default=None, help="Model name; see `crypto-ml models` [env CRYPTO_ML_MODEL; default ewma]."
+)
 @click.option("--coins", "-c", default=None, help="Comma-separated coin names [default: every coin].")
 @click.option("--horizon", "-H", type=int, default=10, show_default=True, help="Days to forecast.")
-@click.option("--levels", "-l", default=None, metavar="L1,L2,...",
-              help="Prediction interval levels in percent, e.g. 50,80,95 [default: 80,95].")
+@click.option(
+    "--levels",
+    "-l",
+    default=None,
+    metavar="L1,L2,...",
+    help="Prediction interval levels in percent, e.g. 50,80,95 [default: 80,95].",
+)
 @data_option
 @engine_option
-@click.option("--out", "-o", type=click.Path(path_type=Path), default=None,
-              help="Write results to FILE (.csv, .json or .parquet), with a manifest beside it.")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write results to FILE (.csv, .json or .parquet), with a manifest beside it.",
+)
 @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="Model parameter; repeatable.")
 @date_options
 @dispatch_options
 @click.option("--quiet", "-q", is_flag=True, help="Print only failures and the summary.")
-@click.option("--from-store", is_flag=True, help="Forecast with stored models from `crypto-ml train` instead of fitting.")
-@click.option("--store", type=click.Path(path_type=Path), default=None,
-              help="Model store directory [env CRYPTO_ML_MODEL_STORE].")
-def forecast(model, coins, horizon, levels, data_path, engine, out, params, workers, batch_size, transfer,
-             max_points, from_date, to_date, progress, quiet, from_store, store) -> None:
+@click.option(
+    "--from-store", is_flag=True, help="Forecast with stored models from `crypto-ml train` instead of fitting."
+)
+@click.option(
+    "--store", type=click.Path(path_type=Path), default=None, help="Model store directory [env CRYPTO_ML_MODEL_STORE]."
+)
+def forecast(
+    model,
+    coins,
+    horizon,
+    levels,
+    data_path,
+    engine,
+    out,
+    params,
+    workers,
+    batch_size,
+    transfer,
+    max_points,
+    from_date,
+    to_date,
+    progress,
+    quiet,
+    from_store,
+    store,
+) -> None:
     """Forecast every coin (or --coins) HORIZON days ahead, with prediction intervals."""
     from .data import CryptoLoader
     from .exceptions import InvalidParameterError
@@ -158,16 +218,27 @@ def forecast(model, coins, horizon, levels, data_path, engine, out, params, work
     from .results import OUTPUT_FORMATS
 
     if out is not None and out.suffix.lower() not in OUTPUT_FORMATS:
-        raise InvalidParameterError(f"cannot write results to {out.name!r}: use a file ending in {', '.join(OUTPUT_FORMATS)}")
+        raise InvalidParameterError(
+            f"cannot write results to {out.name!r}: use a file ending in {', '.join(OUTPUT_FORMATS)}"
+        )
     level_list = validate_levels(levels)
     model, why = _chosen_model(model)
     resolve_name(model)  # an unknown name is exit 2 before the model line is printed
     _console(stderr=True).print(f"model {model} ({why})", highlight=False, markup=False)
     loader = CryptoLoader(data_path, max_points=max_points, from_date=from_date, to_date=to_date)
     manager = CryptoManager(loader, engine=engine, batch_size=batch_size, workers=workers)
-    run = manager.send_tasks(model, _split_coins(coins), horizon, _parse_params(params), levels=level_list,
-                             verbose=False, progress=progress, transfer=transfer, from_store=from_store,
-                             store=store)
+    run = manager.send_tasks(
+        model,
+        _split_coins(coins),
+        horizon,
+        _parse_params(params),
+        levels=level_list,
+        verbose=False,
+        progress=progress,
+        transfer=transfer,
+        from_store=from_store,
+        store=store,
+    )
     if out is not None:
         run.data_hash = loader.data_hash()
         run.write(out)
@@ -208,11 +279,15 @@ def _print_run(run, *, quiet: bool, out: Path | None) -> None:
         last_day = f"day {run.horizon}"
         # One range column per level, for the last day: where the uncertainty is widest and matters most.
         ranges = [f"{level_label(level)}% range" for level in run.levels]
-        table = Table(title=f"{run.model} forecast, {run.horizon} days ahead; ranges are {last_day}'s central "
-                            "prediction intervals", title_justify="left")
+        table = Table(
+            title=f"{run.model} forecast, {run.horizon} days ahead; ranges are {last_day}'s central "
+            "prediction intervals",
+            title_justify="left",
+        )
         for header in ("coin", "status", "last date", "last price", "day 1", last_day, *ranges, "reason"):
-            table.add_column(header, justify="right" if header.startswith(("last p", "day")) or
-                             header.endswith("range") else "left")
+            table.add_column(
+                header, justify="right" if header.startswith(("last p", "day")) or header.endswith("range") else "left"
+            )
         for r in run:
             if r.ok:
                 bounds = []
@@ -222,17 +297,35 @@ def _print_run(run, *, quiet: bool, out: Path | None) -> None:
                         bounds.append(f"{_price(lower[-1])}–{_price(upper[-1])}")
                     except KeyError:
                         bounds.append("")
-                table.add_row(r.coin, "ok", r.last_date or "", _price(r.last_price),
-                              _price(r.forecast[0]), _price(r.forecast[-1]), *bounds, "")
+                table.add_row(
+                    r.coin,
+                    "ok",
+                    r.last_date or "",
+                    _price(r.last_price),
+                    _price(r.forecast[0]),
+                    _price(r.forecast[-1]),
+                    *bounds,
+                    "",
+                )
             else:
-                table.add_row(r.coin, "[red]failed[/red]", r.last_date or "", "", "", "", *[""] * len(ranges),
-                              escape(f"{r.error_type}: {r.error}"))  # errors may hold [brackets]: crypto-ml[deep]
+                table.add_row(
+                    r.coin,
+                    "[red]failed[/red]",
+                    r.last_date or "",
+                    "",
+                    "",
+                    "",
+                    *[""] * len(ranges),
+                    escape(f"{r.error_type}: {r.error}"),
+                )  # errors may hold [brackets]: crypto-ml[deep]
         console.print(table)
     err = _console(stderr=True)
     for r in run.failed:
         err.print(f"[red]failed[/red] {escape(f'{r.coin}: {r.error_type}: {r.error}')}", highlight=False, markup=True)
-    summary = (f"{len(run.ok)} of {len(run)} coins forecast with {run.model} on the {run.engine} engine "
-               f"in {run.seconds:.2f} s ({run.engine_reason})")
+    summary = (
+        f"{len(run.ok)} of {len(run)} coins forecast with {run.model} on the {run.engine} engine "
+        f"in {run.seconds:.2f} s ({run.engine_reason})"
+    )
     if run.failed:
         summary += f"; {len(run.failed)} failed"
     if out is not None:
@@ -246,8 +339,9 @@ def _print_run(run, *, quiet: bool, out: Path | None) -> None:
 @data_option
 @engine_option
 @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE", help="Model parameter; repeatable.")
-@click.option("--store", type=click.Path(path_type=Path), default=None,
-              help="Model store directory [env CRYPTO_ML_MODEL_STORE].")
+@click.option(
+    "--store", type=click.Path(path_type=Path), default=None, help="Model store directory [env CRYPTO_ML_MODEL_STORE]."
+)
 @max_points_option
 @dispatch_options
 def train(model, coins, data_path, engine, params, store, workers, batch_size, transfer, max_points, progress) -> None:
@@ -260,8 +354,9 @@ def train(model, coins, data_path, engine, params, store, workers, batch_size, t
 
     loader = CryptoLoader(data_path, max_points=max_points)
     manager = CryptoManager(loader, engine=engine, batch_size=batch_size, workers=workers)
-    run = manager.train(model, _split_coins(coins), _parse_params(params), store=store, progress=progress,
-                        transfer=transfer)
+    run = manager.train(
+        model, _split_coins(coins), _parse_params(params), store=store, progress=progress, transfer=transfer
+    )
     table = Table(title=f"{run.model} models stored in {run.store}", title_justify="left")
     for header in ("coin", "status", "model id", "rows", "fit s", "metrics / reason"):
         table.add_column(header, justify="right" if header in ("rows", "fit s") else "left")
@@ -270,51 +365,119 @@ def train(model, coins, data_path, engine, params, store, workers, batch_size, t
             metrics = dict(record["metrics"])
             seconds = metrics.pop("fit_seconds", None)
             shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
-            table.add_row(record["coin"], "ok", record["model_id"], str(record["n_obs"]),
-                          f"{seconds:.2f}" if seconds is not None else "", shown)
+            table.add_row(
+                record["coin"],
+                "ok",
+                record["model_id"],
+                str(record["n_obs"]),
+                f"{seconds:.2f}" if seconds is not None else "",
+                shown,
+            )
         else:
-            table.add_row(record["coin"], "[red]failed[/red]", "", "", "",
-                          escape(f"{record['error_type']}: {record['error']}"))
+            table.add_row(
+                record["coin"], "[red]failed[/red]", "", "", "", escape(f"{record['error_type']}: {record['error']}")
+            )
     _console().print(table)
     err = _console(stderr=True)
     for record in run.failed:
         reason = escape(f"{record['coin']}: {record['error_type']}: {record['error']}")
         err.print(f"[red]failed[/red] {reason}", highlight=False)
-    err.print(f"{len(run.ok)} of {len(run.records)} {run.model} models trained on the {run.engine} engine in "
-              f"{run.seconds:.1f} s ({run.engine_reason})", highlight=False, markup=False)
+    err.print(
+        f"{len(run.ok)} of {len(run.records)} {run.model} models trained on the {run.engine} engine in "
+        f"{run.seconds:.1f} s ({run.engine_reason})",
+        highlight=False,
+        markup=False,
+    )
     sys.exit(EXIT_OK if not run.failed else EXIT_FAILURES)
 
 
 @cli.command()
-@click.option("--models", "-m", default="naive,drift,ewma", show_default=True,
-              help="Comma-separated model names; naive is always added, as the benchmark.")
+@click.option(
+    "--models",
+    "-m",
+    default="naive,drift,ewma",
+    show_default=True,
+    help="Comma-separated model names; naive is always added, as the benchmark.",
+)
 @click.option("--horizon", "-H", type=int, default=10, show_default=True, help="Days each window forecasts.")
-@click.option("--windows", "-w", type=int, default=30, show_default=True,
-              help="Rolling origins per coin; a short coin uses the ones that fit. About 30 are needed for the "
-                   "significance tests to mean anything.")
-@click.option("--quick", is_flag=True,
-              help="Quick mode: 5 windows per coin, to check that a run works; indicative only.")
-@click.option("--levels", default="80,95", show_default=True,
-              help="Comma-separated interval levels (percent) to score; naive's empirical interval is the benchmark.")
-@click.option("--step", type=int, default=None,
-              help="Days between origins [default: the horizon, so test periods do not overlap].")
+@click.option(
+    "--windows",
+    "-w",
+    type=int,
+    default=30,
+    show_default=True,
+    help="Rolling origins per coin; a short coin uses the ones that fit. About 30 are needed for the "
+    "significance tests to mean anything.",
+)
+@click.option(
+    "--quick", is_flag=True, help="Quick mode: 5 windows per coin, to check that a run works; indicative only."
+)
+@click.option(
+    "--levels",
+    default="80,95",
+    show_default=True,
+    help="Comma-separated interval levels (percent) to score; naive's empirical interval is the benchmark.",
+)
+@click.option(
+    "--step",
+    type=int,
+    default=None,
+    help="Days between origins [default: the horizon, so test periods do not overlap].",
+)
 @click.option("--coins", "-c", default=None, help="Comma-separated coin names [default: every coin].")
 @data_option
 @engine_option
-@click.option("--param", "-p", "params", multiple=True, metavar="MODEL.KEY=VALUE",
-              help="Model parameter, e.g. svr_rbf.C=10; repeatable.")
-@click.option("--out", "-o", type=click.Path(path_type=Path), default=None,
-              help="Also write one row per coin, model and window to FILE (.csv, .json or .parquet), "
-                   "with a manifest beside it.")
-@click.option("--report", "report_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Write report.md with PNG plots into this folder.")
-@click.option("--plot-coins", default=None,
-              help="Comma-separated coins to plot in the report [default: the 3 longest].")
+@click.option(
+    "--param",
+    "-p",
+    "params",
+    multiple=True,
+    metavar="MODEL.KEY=VALUE",
+    help="Model parameter, e.g. svr_rbf.C=10; repeatable.",
+)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write one row per coin, model and window to FILE (.csv, .json or .parquet), with a manifest beside it.",
+)
+@click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Write report.md with PNG plots into this folder.",
+)
+@click.option(
+    "--plot-coins", default=None, help="Comma-separated coins to plot in the report [default: the 3 longest]."
+)
 @date_options
 @dispatch_options
 @click.pass_context
-def backtest(ctx, models, horizon, windows, quick, levels, step, coins, data_path, engine, params, out, report_dir,
-             plot_coins, workers, batch_size, transfer, max_points, from_date, to_date, progress) -> None:
+def backtest(
+    ctx,
+    models,
+    horizon,
+    windows,
+    quick,
+    levels,
+    step,
+    coins,
+    data_path,
+    engine,
+    params,
+    out,
+    report_dir,
+    plot_coins,
+    workers,
+    batch_size,
+    transfer,
+    max_points,
+    from_date,
+    to_date,
+    progress,
+) -> None:
     """Walk-forward backtest: score each model's forecasts and intervals on every coin (or --coins) against naive."""
     from .data import CryptoLoader, normalize_name
     from .evaluation import QUICK_WINDOWS, check_output_path, validate_request
@@ -324,8 +487,9 @@ def backtest(ctx, models, horizon, windows, quick, levels, step, coins, data_pat
 
     if quick:
         if ctx.get_parameter_source("windows") is not click.core.ParameterSource.DEFAULT and windows != QUICK_WINDOWS:
-            raise click.BadParameter(f"--quick runs {QUICK_WINDOWS} windows; drop --windows {windows} or --quick",
-                                     param_hint="--windows")
+            raise click.BadParameter(
+                f"--quick runs {QUICK_WINDOWS} windows; drop --windows {windows} or --quick", param_hint="--windows"
+            )
         windows = QUICK_WINDOWS
     if out is not None:
         check_output_path(out)
@@ -335,18 +499,22 @@ def backtest(ctx, models, horizon, windows, quick, levels, step, coins, data_pat
     coin_list = _split_coins(coins)
     plot = _split_coins(plot_coins)
     if plot is not None and report_dir is None:
-        raise click.BadParameter("--plot-coins chooses the coins of a report; add --report DIR",
-                                 param_hint="--plot-coins")
+        raise click.BadParameter(
+            "--plot-coins chooses the coins of a report; add --report DIR", param_hint="--plot-coins"
+        )
     loader = CryptoLoader(data_path, max_points=max_points, from_date=from_date, to_date=to_date)
     if plot is not None:
         candidates = [normalize_name(c) for c in coin_list] if coin_list else loader.get_crypto_names()
         unknown = [c for c in plot if normalize_name(c) not in candidates]
         if unknown:
-            raise InvalidParameterError(f"--plot-coins {', '.join(unknown)}: not among the coins backtested; "
-                                        "pick coins from --coins or `crypto-ml data list`")
+            raise InvalidParameterError(
+                f"--plot-coins {', '.join(unknown)}: not among the coins backtested; "
+                "pick coins from --coins or `crypto-ml data list`"
+            )
     manager = CryptoManager(loader, engine=engine, batch_size=batch_size, workers=workers)
-    run = manager.backtest(models, horizon, windows, step, coin_list, model_params,
-                           progress=progress, transfer=transfer, levels=level_list)
+    run = manager.backtest(
+        models, horizon, windows, step, coin_list, model_params, progress=progress, transfer=transfer, levels=level_list
+    )
     run.command = _command_line(ctx)
     run.quick = quick
     if out is not None:
@@ -366,8 +534,9 @@ def _parse_model_params(pairs: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     for key, value in _parse_params(pairs).items():
         model, dot, name = key.partition(".")
         if not dot or not model or not name:
-            raise click.BadParameter(f"{key!r} does not name its model; use MODEL.KEY=VALUE, e.g. --param svr_rbf.C=10",
-                                     param_hint="--param")
+            raise click.BadParameter(
+                f"{key!r} does not name its model; use MODEL.KEY=VALUE, e.g. --param svr_rbf.C=10", param_hint="--param"
+            )
         params.setdefault(model, {})[name] = value
     return params
 
@@ -402,13 +571,23 @@ def _print_backtest(run, *, out: Path | None, report: Path | None) -> None:
 
     console = _console()
     for title, rows, left in (
-        (f"{run_title(run)}: point forecasts against the random walk (naive)", summary_rows(run),
-         ("model", "beats naive")),
-        ("intervals: coverage against nominal, log width, Winkler score and CRPS relative to naive's empirical "
-         "interval (below 1 is better)", interval_rows(run), ("model",)),
-        ("significance against naive: Diebold-Mariano (HLN) across origins, coins pooled per origin; "
-         "the sign test across coins is optimistic (coins move together)", significance_rows(run),
-         ("model", "loss", "note")),
+        (
+            f"{run_title(run)}: point forecasts against the random walk (naive)",
+            summary_rows(run),
+            ("model", "beats naive"),
+        ),
+        (
+            "intervals: coverage against nominal, log width, Winkler score and CRPS relative to naive's empirical "
+            "interval (below 1 is better)",
+            interval_rows(run),
+            ("model",),
+        ),
+        (
+            "significance against naive: Diebold-Mariano (HLN) across origins, coins pooled per origin; "
+            "the sign test across coins is optimistic (coins move together)",
+            significance_rows(run),
+            ("model", "loss", "note"),
+        ),
     ):
         if not rows:
             continue
@@ -430,8 +609,10 @@ def _print_backtest(run, *, out: Path | None, report: Path | None) -> None:
         reason = escape(f"{where} ({', '.join(models)}): {error_type}: {error}")  # errors may hold [brackets]
         err.print(f"[red]failed[/red] {reason}", highlight=False, soft_wrap=True)
     coins = len({r["coin"] for r in run.records})
-    summary = (f"{len(run.ok)} of {len(run.records)} windows backtested over {coins} coins and "
-               f"{len(run.models)} models on the {run.engine} engine in {run.seconds:.2f} s ({run.engine_reason})")
+    summary = (
+        f"{len(run.ok)} of {len(run.records)} windows backtested over {coins} coins and "
+        f"{len(run.models)} models on the {run.engine} engine in {run.seconds:.2f} s ({run.engine_reason})"
+    )
     if run.failed:
         summary += f"; {len(run.failed)} failed"
     if out is not None:
@@ -472,9 +653,12 @@ def list_models() -> None:
         table.add_row(label, escape(cls.description), escape(cls.interval_method), extra, escape(params))
     console = _console()
     console.print(table)
-    console.print(f"Any model{CONFORMAL_SUFFIX} (e.g. linear{CONFORMAL_SUFFIX}, lstm{CONFORMAL_SUFFIX}) keeps that "
-                  "model's point forecast and calibrates its intervals on its own rolling-origin forecast errors.",
-                  highlight=False, markup=False)
+    console.print(
+        f"Any model{CONFORMAL_SUFFIX} (e.g. linear{CONFORMAL_SUFFIX}, lstm{CONFORMAL_SUFFIX}) keeps that "
+        "model's point forecast and calibrates its intervals on its own rolling-origin forecast errors.",
+        highlight=False,
+        markup=False,
+    )
 
 
 @cli.group()
@@ -503,8 +687,9 @@ def data_list(data_path: Path | None) -> None:
     console = _console()
     console.print(table)
     for group in report.duplicates:
-        console.print(f"duplicate files: {', '.join(group)} are byte-identical; one is probably mislabelled",
-                      highlight=False)
+        console.print(
+            f"duplicate files: {', '.join(group)} are byte-identical; one is probably mislabelled", highlight=False
+        )
     for name, reason in report.skipped:
         console.print(f"skipped {name}: {reason}", highlight=False, markup=False)
     ok = sum(c.ok for c in report.coins)
@@ -522,8 +707,10 @@ def data_show(coin: str, data_path: Path | None, rows: int) -> None:
 
     frame = CryptoLoader(data_path).get_df(coin)
     click.echo(frame.tail(rows).to_string(index=False))
-    click.echo(f"{len(frame)} rows from {frame['Date'].iloc[0].date()} to {frame['Date'].iloc[-1].date()}; "
-               f"Close min {frame['Close'].min():.6g}, max {frame['Close'].max():.6g}")
+    click.echo(
+        f"{len(frame)} rows from {frame['Date'].iloc[0].date()} to {frame['Date'].iloc[-1].date()}; "
+        f"Close min {frame['Close'].min():.6g}, max {frame['Close'].max():.6g}"
+    )
 
 
 @data.command("synth")
@@ -543,19 +730,38 @@ def data_synth(n_series: int, out: Path, seed: int, min_points: int, max_points:
 @data.command("fetch")
 @click.option("--exchange", "-x", default="binance", show_default=True, help="A ccxt exchange id.")
 @click.option("--symbols", "-s", default=None, metavar="PAIR,...", help="Pairs to fetch, e.g. BTC/USDT,ETH/USDT.")
-@click.option("--top", type=click.IntRange(min=1), default=None,
-              help="Instead of --symbols: the exchange's N most traded pairs against --quote.")
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Instead of --symbols: the exchange's N most traded pairs against --quote.",
+)
 @click.option("--quote", default="USDT", show_default=True, help="Quote currency for --top.")
-@click.option("--since", default=None, metavar="YYYY-MM-DD",
-              help="First day of a new symbol's history [default: all the exchange has]; an earlier day backfills.")
-@click.option("--store", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="The price store folder [env CRYPTO_ML_PRICE_STORE; default ~/.cache/crypto_ml/prices].")
-@click.option("--api-url", default=None, metavar="URL",
-              help="Replace the exchange's public REST base URL (mirror, proxy, test server) "
-                   "[env CRYPTO_ML_EXCHANGE_API_URL].")
+@click.option(
+    "--since",
+    default=None,
+    metavar="YYYY-MM-DD",
+    help="First day of a new symbol's history [default: all the exchange has]; an earlier day backfills.",
+)
+@click.option(
+    "--store",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="The price store folder [env CRYPTO_ML_PRICE_STORE; default ~/.cache/crypto_ml/prices].",
+)
+@click.option(
+    "--api-url",
+    default=None,
+    metavar="URL",
+    help="Replace the exchange's public REST base URL (mirror, proxy, test server) [env CRYPTO_ML_EXCHANGE_API_URL].",
+)
 @click.option("--full", is_flag=True, help="Re-read everything from --since, not only what is new.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Seconds per request [env CRYPTO_ML_FETCH_TIMEOUT; default 30].")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Seconds per request [env CRYPTO_ML_FETCH_TIMEOUT; default 30].",
+)
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr [default: when it is a terminal].")
 def data_fetch(exchange, symbols, top, quote, since, store, api_url, full, timeout, progress) -> None:
     """Fetch closed daily candles from an exchange into a price store; later runs add only what is new.
@@ -570,14 +776,25 @@ def data_fetch(exchange, symbols, top, quote, since, store, api_url, full, timeo
     settings = get_settings()
     store = store or settings.price_store
     pairs = None if symbols is None else [s.strip() for s in symbols.split(",") if s.strip()]
-    retry = RetryPolicy(attempts=settings.fetch_retries, backoff=settings.fetch_backoff,
-                        max_wait=settings.fetch_max_wait)
+    retry = RetryPolicy(
+        attempts=settings.fetch_retries, backoff=settings.fetch_backoff, max_wait=settings.fetch_max_wait
+    )
     show_progress = sys.stderr.isatty() if progress is None else progress
     with _fetch_progress(show_progress) as notify:
         try:
-            report = fetch_prices(exchange, store, symbols=pairs, top=top, quote=quote, since=since,
-                                  api_url=api_url or settings.exchange_api_url, timeout=timeout or settings.fetch_timeout,
-                                  retry=retry, full=full, progress=notify)
+            report = fetch_prices(
+                exchange,
+                store,
+                symbols=pairs,
+                top=top,
+                quote=quote,
+                since=since,
+                api_url=api_url or settings.exchange_api_url,
+                timeout=timeout or settings.fetch_timeout,
+                retry=retry,
+                full=full,
+                progress=notify,
+            )
         except ExchangeError as exc:
             # The exchange could not be asked anything (its clock, its markets): nothing was fetched.
             click.echo(f"error: {exc}", err=True)
@@ -586,7 +803,7 @@ def data_fetch(exchange, symbols, top, quote, since, store, api_url, full, timeo
     sys.exit(EXIT_OK if not report.failed else EXIT_FAILURES)
 
 
-class _fetch_progress:  # noqa: N801 - used as a context manager, like a function
+class _fetch_progress:
     """A rich progress bar over symbols, with the current symbol's pages; a no-op when hidden."""
 
     def __init__(self, show: bool) -> None:
@@ -597,8 +814,14 @@ class _fetch_progress:  # noqa: N801 - used as a context manager, like a functio
             return None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=_console(stderr=True))
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=_console(stderr=True),
+        )
         self.bar.__enter__()
         self.task = self.bar.add_task("symbols", total=None, detail="")
         self.pages = 0
@@ -626,22 +849,32 @@ def _print_fetch(report) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"{report.exchange} -> {report.store} (exchange clock {report.server_time})",
-                  title_justify="left")
+    table = Table(
+        title=f"{report.exchange} -> {report.store} (exchange clock {report.server_time})", title_justify="left"
+    )
     for header in ("symbol", "new rows", "replaced", "first", "last", "gaps", "status"):
         table.add_column(header, justify="right" if header in ("new rows", "replaced", "gaps") else "left")
     for entry in report.symbols:
         status = "ok" if entry.status == "ok" else f"[red]failed[/red] {entry.error_type}"
         gaps = f"{entry.gaps} ({entry.missing_days} d)" if entry.gaps else "0"
-        table.add_row(escape(entry.symbol), str(entry.new_rows), str(entry.replaced_rows), entry.first or "",
-                      entry.last or "", gaps, status)
+        table.add_row(
+            escape(entry.symbol),
+            str(entry.new_rows),
+            str(entry.replaced_rows),
+            entry.first or "",
+            entry.last or "",
+            gaps,
+            status,
+        )
     console = _console()
     console.print(table)
     for entry in report.failed:
         console.print(f"failed {entry.symbol}: {entry.error_type}: {entry.error}", highlight=False, markup=False)
     new = sum(entry.new_rows for entry in report.symbols)
-    console.print(f"{len(report.symbols) - len(report.failed)} of {len(report.symbols)} symbols ok; {new} new rows",
-                  highlight=False)
+    console.print(
+        f"{len(report.symbols) - len(report.failed)} of {len(report.symbols)} symbols ok; {new} new rows",
+        highlight=False,
+    )
 
 
 def main() -> None:

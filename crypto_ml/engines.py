@@ -80,9 +80,12 @@ class LocalEngine(Engine):
             log.warning("a local worker process died; rerunning %d unfinished task(s) one by one", len(unfinished))
             for index in unfinished:
                 for lost in (yield from self._run_pool(function, payloads, [index], 1)):
-                    yield lost, EngineError(
-                        f"the process running task {lost} died (crash or out of memory); "
-                        "its series were not forecast"
+                    yield (
+                        lost,
+                        EngineError(
+                            f"the process running task {lost} died (crash or out of memory); "
+                            "its series were not forecast"
+                        ),
                     )
 
     @staticmethod
@@ -93,8 +96,9 @@ class LocalEngine(Engine):
         methods = multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
         unfinished: list[int] = []
-        with ProcessPoolExecutor(max_workers=min(workers, len(indices)), mp_context=context,
-                                 initializer=mark_pool_process) as pool:
+        with ProcessPoolExecutor(
+            max_workers=min(workers, len(indices)), mp_context=context, initializer=mark_pool_process
+        ) as pool:
             futures = {pool.submit(function, payloads[index]): index for index in indices}
             for future in as_completed(futures):
                 index = futures[future]

@@ -8,7 +8,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +20,12 @@ from .engines import Engine, resolve_engine
 from .evaluation import BacktestRun, backtest_batch, coin_failures, date_windows, validate_request
 from .exceptions import CryptoMLError, InvalidParameterError, ModelStoreError
 from .forecasting import forecast_batch
+from .model_store import ModelStore
+from .models import get_model, resolve_name
+from .models.base import validate_horizon, validate_levels
+from .models.registry import check_installed, is_heavy
 from .records import failure_record
 from .references import dataset_reference
-from .models import get_model, resolve_name
-from .models.registry import check_installed, is_heavy
-from .models.base import validate_horizon, validate_levels
-from .model_store import ModelStore
 from .results import CoinForecast, ForecastRun, TrainRun
 from .training import train_batch
 
@@ -144,14 +144,15 @@ class CryptoManager:
         params = dict(params or {})
         get_model(model, **params)  # rejects bad parameters before anything is sent
         self._check_installed(model)
-        started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        started_at = datetime.now(UTC).isoformat(timespec="seconds")
         clock = time.perf_counter()
 
         task: dict[str, Any] = {"model": model, "horizon": horizon, "params": params, "levels": list(levels)}
         if from_store:
             task.update(from_store=True, store=str(ModelStore(store).root.resolve()))
         ordered, records, transfer = self.dispatch(
-            forecast_batch, task, coins, label=model, progress=progress, transfer=transfer)
+            forecast_batch, task, coins, label=model, progress=progress, transfer=transfer
+        )
         engine = self.engine
         results = [CoinForecast.from_record(records[coin][0]) for coin in ordered]
         run = ForecastRun(
@@ -201,19 +202,32 @@ class CryptoManager:
         model = resolve_name(model)
         params = dict(params or {})
         if not get_model(model, **params).storable:
-            raise ModelStoreError(f"{model} cannot be trained into the model store: its fitted state is not plain "
-                                  "data and the store never pickles; forecast it without --from-store")
+            raise ModelStoreError(
+                f"{model} cannot be trained into the model store: its fitted state is not plain "
+                "data and the store never pickles; forecast it without --from-store"
+            )
         self._check_installed(model)
         clock = time.perf_counter()
         store_root = ModelStore(store).root.resolve()
         # Workers on this machine must find it; a worker without it uses its own CRYPTO_ML_MODEL_STORE.
         store_root.mkdir(parents=True, exist_ok=True)
         ordered, records, transfer = self.dispatch(
-            train_batch, {"model": model, "params": params, "store": str(store_root)},
-            coins, label=model, progress=progress, transfer=transfer)
-        return TrainRun(model=model, params=params, store=str(store_root), engine=self.engine.name,
-                        engine_reason=self.engine.reason, records=[records[coin][0] for coin in ordered],
-                        seconds=round(time.perf_counter() - clock, 3))
+            train_batch,
+            {"model": model, "params": params, "store": str(store_root)},
+            coins,
+            label=model,
+            progress=progress,
+            transfer=transfer,
+        )
+        return TrainRun(
+            model=model,
+            params=params,
+            store=str(store_root),
+            engine=self.engine.name,
+            engine_reason=self.engine.reason,
+            records=[records[coin][0] for coin in ordered],
+            seconds=round(time.perf_counter() - clock, 3),
+        )
 
     def backtest(
         self,
@@ -262,12 +276,19 @@ class CryptoManager:
             self.use_data(data)  # a DataFrame or a path, as in send_tasks
         for name in names:
             self._check_installed(name)
-        started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        started_at = datetime.now(UTC).isoformat(timespec="seconds")
         clock = time.perf_counter()
-        task = {"models": names, "horizon": horizon, "windows": windows, "step": step, "params": params,
-                "levels": list(levels)}
+        task = {
+            "models": names,
+            "horizon": horizon,
+            "windows": windows,
+            "step": step,
+            "params": params,
+            "levels": list(levels),
+        }
         ordered, by_coin, transfer = self.dispatch(
-            backtest_batch, task, coins, label=",".join(names), progress=progress, transfer=transfer)
+            backtest_batch, task, coins, label=",".join(names), progress=progress, transfer=transfer
+        )
 
         rank = {name: index for index, name in enumerate(names)}
         records: list[dict[str, Any]] = []
@@ -390,7 +411,7 @@ class CryptoManager:
             dates, prices = self.loader.get_dated_prices(name)
         except CryptoMLError as exc:
             return failure_record(coin, model, exc)
-        except Exception as exc:  # noqa: BLE001 - one unreadable coin must not sink the batch
+        except Exception as exc:
             log.warning("unexpected error loading %s", coin, exc_info=True)
             return failure_record(coin, model, exc)
         if not prices.size:
@@ -419,10 +440,7 @@ class CryptoManager:
             size = 1
         if size is None:
             size = max(1, math.ceil(len(series) / (max(slots, 1) * BATCHES_PER_SLOT)))
-        return [
-            {**extra, "series": series[start : start + size]}
-            for start in range(0, len(series), size)
-        ]
+        return [{**extra, "series": series[start : start + size]} for start in range(0, len(series), size)]
 
     @staticmethod
     def print_results(run: ForecastRun, file=None) -> None:

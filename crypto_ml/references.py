@@ -66,8 +66,13 @@ def _reference_series(reference: dict[str, Any], coin: str) -> tuple[np.ndarray,
     path = Path(reference["path"])
     if not path.exists():
         path = get_settings().resolved_data_dir()
-    key = (str(path), reference.get("max_points"), reference.get("from_date"), reference.get("to_date"),
-           reference.get("sha256"))
+    key = (
+        str(path),
+        reference.get("max_points"),
+        reference.get("from_date"),
+        reference.get("to_date"),
+        reference.get("sha256"),
+    )
     loader = _LOADERS.get(key)
     if loader is None:
         if not path.exists():
@@ -75,8 +80,12 @@ def _reference_series(reference: dict[str, Any], coin: str) -> tuple[np.ndarray,
                 f"this worker cannot read the producer's data at {reference['path']}; mount it there, "
                 "set CRYPTO_ML_DATA_DIR on the worker, or send prices inline (--transfer inline)"
             )
-        loader = CryptoLoader(path, max_points=reference.get("max_points"),
-                              from_date=reference.get("from_date"), to_date=reference.get("to_date"))
+        loader = CryptoLoader(
+            path,
+            max_points=reference.get("max_points"),
+            from_date=reference.get("from_date"),
+            to_date=reference.get("to_date"),
+        )
         expected = reference.get("sha256")
         if expected and loader.data_hash() != expected:
             raise DataFormatError(

@@ -30,7 +30,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -40,12 +40,12 @@ DEFAULT_LIMIT, MAX_LIMIT = 500, 1000
 
 def day_ms(day: str) -> int:
     """Milliseconds since the epoch of an ISO day's midnight UTC."""
-    return int(datetime.fromisoformat(day).replace(tzinfo=timezone.utc).timestamp() * 1000)
+    return int(datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp() * 1000)
 
 
 @dataclass
 class Listing:
-    """One trading pair: its history starts at ``listed`` (ISO day); ``gaps`` are ISO days the exchange has no candle."""
+    """One trading pair: its history starts at ``listed`` (ISO day); ``gaps`` are days with no candle."""
 
     base: str
     quote: str
@@ -102,7 +102,7 @@ class FakeBinance(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> "FakeBinance":
+    def start(self) -> FakeBinance:
         self._thread = threading.Thread(target=self.serve_forever, name="fake-binance", daemon=True)
         self._thread.start()
         return self
@@ -111,7 +111,7 @@ class FakeBinance(ThreadingHTTPServer):
         self.shutdown()
         self.server_close()
 
-    def __enter__(self) -> "FakeBinance":
+    def __enter__(self) -> FakeBinance:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -126,7 +126,9 @@ class FakeBinance(ThreadingHTTPServer):
 
     def requested(self, path: str, symbol: str | None = None) -> list[dict[str, str]]:
         """The query of every request to ``path`` (and ``symbol``) so far."""
-        return [query for _, p, query in self.requests if p == path and (symbol is None or query.get("symbol") == symbol)]
+        return [
+            query for _, p, query in self.requests if p == path and (symbol is None or query.get("symbol") == symbol)
+        ]
 
     # --- the data ---
 
@@ -152,22 +154,33 @@ class FakeBinance(ThreadingHTTPServer):
     def _candle(self, listing: Listing, open_ms: int, now: int) -> list:
         day_index = (open_ms - day_ms(listing.listed)) // DAY_MS
         # A deterministic walk: the close of day i depends only on the symbol and i.
-        close = listing.start_price * math.exp(0.03 * math.sin(day_index * 0.7 + len(listing.base))
-                                               + 0.001 * day_index)
-        open_price = listing.start_price * math.exp(0.03 * math.sin((day_index - 1) * 0.7 + len(listing.base))
-                                                    + 0.001 * (day_index - 1))
+        close = listing.start_price * math.exp(0.03 * math.sin(day_index * 0.7 + len(listing.base)) + 0.001 * day_index)
+        open_price = listing.start_price * math.exp(
+            0.03 * math.sin((day_index - 1) * 0.7 + len(listing.base)) + 0.001 * (day_index - 1)
+        )
         is_open = open_ms + DAY_MS > now
         if is_open:
             # The open day's "close" is the last trade so far: it moves with the clock.
             close *= 1 + (now - open_ms) / DAY_MS * 0.01
-        day = datetime.fromtimestamp(open_ms / 1000, tz=timezone.utc).date().isoformat()
+        day = datetime.fromtimestamp(open_ms / 1000, tz=UTC).date().isoformat()
         close_text = self.corrections.get((listing.id, day), f"{close:.8f}")
         high = max(open_price, float(close_text)) * 1.01
         low = min(open_price, float(close_text)) * 0.99
         volume = listing.volume / listing.start_price
-        return [open_ms, f"{open_price:.8f}", f"{high:.8f}", f"{low:.8f}", close_text, f"{volume:.8f}",
-                open_ms + DAY_MS - 1, f"{listing.volume:.8f}", 1000, f"{volume / 2:.8f}",
-                f"{listing.volume / 2:.8f}", "0"]
+        return [
+            open_ms,
+            f"{open_price:.8f}",
+            f"{high:.8f}",
+            f"{low:.8f}",
+            close_text,
+            f"{volume:.8f}",
+            open_ms + DAY_MS - 1,
+            f"{listing.volume:.8f}",
+            1000,
+            f"{volume / 2:.8f}",
+            f"{listing.volume / 2:.8f}",
+            "0",
+        ]
 
     def exchange_info(self) -> dict:
         return {
@@ -183,13 +196,31 @@ class FakeBinance(ThreadingHTTPServer):
         for listing in self.listings.values():
             last = self.klines(listing, self.now_ms() - DAY_MS, None, 2)
             price = last[-1][4] if last else "0"
-            rows.append({
-                "symbol": listing.id, "priceChange": "0", "priceChangePercent": "0", "weightedAvgPrice": price,
-                "prevClosePrice": price, "lastPrice": price, "lastQty": "1", "bidPrice": price, "bidQty": "1",
-                "askPrice": price, "askQty": "1", "openPrice": price, "highPrice": price, "lowPrice": price,
-                "volume": f"{listing.volume / listing.start_price:.8f}", "quoteVolume": f"{listing.volume:.8f}",
-                "openTime": self.now_ms() - DAY_MS, "closeTime": self.now_ms(), "firstId": 1, "lastId": 2, "count": 2,
-            })
+            rows.append(
+                {
+                    "symbol": listing.id,
+                    "priceChange": "0",
+                    "priceChangePercent": "0",
+                    "weightedAvgPrice": price,
+                    "prevClosePrice": price,
+                    "lastPrice": price,
+                    "lastQty": "1",
+                    "bidPrice": price,
+                    "bidQty": "1",
+                    "askPrice": price,
+                    "askQty": "1",
+                    "openPrice": price,
+                    "highPrice": price,
+                    "lowPrice": price,
+                    "volume": f"{listing.volume / listing.start_price:.8f}",
+                    "quoteVolume": f"{listing.volume:.8f}",
+                    "openTime": self.now_ms() - DAY_MS,
+                    "closeTime": self.now_ms(),
+                    "firstId": 1,
+                    "lastId": 2,
+                    "count": 2,
+                }
+            )
         return rows
 
     def _take_fault(self, path: str, symbol: str | None) -> Fault | None:
@@ -207,19 +238,36 @@ class FakeBinance(ThreadingHTTPServer):
 
 def _symbol_info(listing: Listing) -> dict:
     return {
-        "symbol": listing.id, "status": listing.status, "baseAsset": listing.base, "baseAssetPrecision": 8,
-        "quoteAsset": listing.quote, "quotePrecision": 8, "quoteAssetPrecision": 8,
-        "baseCommissionPrecision": 8, "quoteCommissionPrecision": 8,
+        "symbol": listing.id,
+        "status": listing.status,
+        "baseAsset": listing.base,
+        "baseAssetPrecision": 8,
+        "quoteAsset": listing.quote,
+        "quotePrecision": 8,
+        "quoteAssetPrecision": 8,
+        "baseCommissionPrecision": 8,
+        "quoteCommissionPrecision": 8,
         "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
-        "icebergAllowed": True, "ocoAllowed": True, "otoAllowed": True, "quoteOrderQtyMarketAllowed": True,
-        "allowTrailingStop": True, "cancelReplaceAllowed": True, "isSpotTradingAllowed": True,
+        "icebergAllowed": True,
+        "ocoAllowed": True,
+        "otoAllowed": True,
+        "quoteOrderQtyMarketAllowed": True,
+        "allowTrailingStop": True,
+        "cancelReplaceAllowed": True,
+        "isSpotTradingAllowed": True,
         "isMarginTradingAllowed": False,
         "filters": [
-            {"filterType": "PRICE_FILTER", "minPrice": "0.00000100", "maxPrice": "1000000.00000000",
-             "tickSize": "0.00000100"},
+            {
+                "filterType": "PRICE_FILTER",
+                "minPrice": "0.00000100",
+                "maxPrice": "1000000.00000000",
+                "tickSize": "0.00000100",
+            },
             {"filterType": "LOT_SIZE", "minQty": "0.00001000", "maxQty": "9000.00000000", "stepSize": "0.00001000"},
         ],
-        "permissions": [], "permissionSets": [["SPOT"]], "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
+        "permissions": [],
+        "permissionSets": [["SPOT"]],
+        "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
         "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
     }
 
@@ -228,10 +276,10 @@ class _Handler(BaseHTTPRequestHandler):
     server: FakeBinance
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: object) -> None:
         pass  # keep test output clean; server.requests has every request
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         parsed = urlparse(self.path)
         query = {key: values[-1] for key, values in parse_qs(parsed.query).items()}
         self.server.requests.append((time.monotonic(), parsed.path, query))
@@ -289,9 +337,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 def serve_forever_from_cli() -> None:  # pragma: no cover - a manual aid: python -m tests.fake_binance
     """Run a server with two listings until interrupted, printing its URL (for trying the CLI by hand)."""
-    now = datetime.now(timezone.utc)
-    with FakeBinance([Listing("BTC", "USDT", "2017-08-17", 4000.0, 5e9),
-                      Listing("ETH", "USDT", "2017-08-17", 300.0, 2e9)], now) as server:
+    now = datetime.now(UTC)
+    with FakeBinance(
+        [Listing("BTC", "USDT", "2017-08-17", 4000.0, 5e9), Listing("ETH", "USDT", "2017-08-17", 300.0, 2e9)], now
+    ) as server:
         print(server.url, flush=True)
         while True:
             time.sleep(timedelta(hours=1).total_seconds())

@@ -21,7 +21,9 @@ def invoke(*args: str, env: dict | None = None):
 
 def crypto_ml(*args: str, **kwargs) -> subprocess.CompletedProcess:
     """Run ``python -m crypto_ml`` in a real subprocess."""
-    return subprocess.run([sys.executable, "-m", "crypto_ml", *args], capture_output=True, text=True, timeout=300, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "crypto_ml", *args], capture_output=True, text=True, timeout=300, **kwargs
+    )
 
 
 def test_forecast_the_bundled_sample_as_a_subprocess():
@@ -31,16 +33,31 @@ def test_forecast_the_bundled_sample_as_a_subprocess():
     assert "80% range" in done.stdout and "95% range" in done.stdout
     for csv in bundled_data_dir().glob("*.csv"):
         assert csv.stem.lower().replace(" ", "_") in done.stdout
-    assert ("model ewma (the default, CRYPTO_ML_MODEL: calibrated intervals in the README's backtest; "
-            "choose another with --model)") in done.stderr
+    assert (
+        "model ewma (the default, CRYPTO_ML_MODEL: calibrated intervals in the README's backtest; "
+        "choose another with --model)"
+    ) in done.stderr
     assert "8 of 8 coins forecast with ewma on the local engine" in done.stderr
     assert "Traceback" not in done.stderr
 
 
 def test_the_terminal_table_shows_each_level_as_a_range_of_the_last_day(tmp_path):
     out = tmp_path / "f.csv"
-    result = invoke("forecast", "--engine", "local", "--model", "naive", "--coins", "rivencoin", "-H", "3",
-                    "--levels", "50,80,95", "--out", str(out))
+    result = invoke(
+        "forecast",
+        "--engine",
+        "local",
+        "--model",
+        "naive",
+        "--coins",
+        "rivencoin",
+        "-H",
+        "3",
+        "--levels",
+        "50,80,95",
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     assert "model naive (--model)" in result.output
     frame = pd.read_csv(out)
@@ -128,8 +145,21 @@ def test_bad_environment_setting_is_a_clear_error():
 
 def test_params_and_coins_flags(tmp_path):
     out = tmp_path / "f.json"
-    result = invoke("forecast", "--engine", "local", "--coins", "rivencoin,the_quill", "--param", "window=30",
-                    "--horizon", "2", "--out", str(out), "--model", "linear")
+    result = invoke(
+        "forecast",
+        "--engine",
+        "local",
+        "--coins",
+        "rivencoin,the_quill",
+        "--param",
+        "window=30",
+        "--horizon",
+        "2",
+        "--out",
+        str(out),
+        "--model",
+        "linear",
+    )
     assert result.exit_code == 0, result.output
     document = json.loads(out.read_text())
     assert [r["coin"] for r in document["results"]] == ["rivencoin", "the_quill"]
@@ -139,8 +169,15 @@ def test_params_and_coins_flags(tmp_path):
 def test_data_dir_from_environment_and_flag_overrides_it(synth_dir):
     from_env = invoke("forecast", "--engine", "local", "-q", env={"CRYPTO_ML_DATA_DIR": str(synth_dir)})
     assert "12 of 12 coins" in from_env.output
-    overridden = invoke("forecast", "--engine", "local", "-q", "--data", str(bundled_data_dir()),
-                        env={"CRYPTO_ML_DATA_DIR": str(synth_dir)})
+    overridden = invoke(
+        "forecast",
+        "--engine",
+        "local",
+        "-q",
+        "--data",
+        str(bundled_data_dir()),
+        env={"CRYPTO_ML_DATA_DIR": str(synth_dir)},
+    )
     assert "8 of 8 coins" in overridden.output
 
 
@@ -185,8 +222,9 @@ def test_help_and_version():
 @pytest.mark.realdata
 def test_real_dataset_forecast_covers_all_100_coins(real_data_dir, tmp_path):
     out = tmp_path / "f.csv"
-    done = crypto_ml("forecast", "--engine", "local", "--data", str(real_data_dir), "--model", "linear",
-                     "--out", str(out))
+    done = crypto_ml(
+        "forecast", "--engine", "local", "--data", str(real_data_dir), "--model", "linear", "--out", str(out)
+    )
     assert done.returncode in (0, 1), done.stderr
     assert "Traceback" not in done.stderr
     frame = pd.read_csv(out)
@@ -212,8 +250,9 @@ def test_real_dataset_through_two_celery_workers(start_worker, real_data_dir, tm
     w1, w2 = start_worker("cli1"), start_worker("cli2")
     before = task_totals([w1.node, w2.node])
     out = tmp_path / "f.csv"
-    done = crypto_ml("forecast", "--engine", "celery", "--data", str(real_data_dir), "--out", str(out),
-                     "--batch-size", "5")
+    done = crypto_ml(
+        "forecast", "--engine", "celery", "--data", str(real_data_dir), "--out", str(out), "--batch-size", "5"
+    )
     assert done.returncode in (0, 1), done.stderr
     assert "on the celery engine" in done.stderr and "Traceback" not in done.stderr
     assert pd.read_csv(out)["coin"].nunique() == 100

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -18,11 +18,11 @@ from crypto_ml.exceptions import (
 
 pytest.importorskip("ccxt", reason="the exchanges extra (ccxt) is not installed: pip install 'crypto-ml[exchanges]'")
 
-from crypto_ml.data.exchange import DAY_MS, ExchangeSource, RetryPolicy  # noqa: E402
+from crypto_ml.data.exchange import DAY_MS, ExchangeSource, RetryPolicy
 
-from fake_binance import FakeBinance, Listing, day_ms  # noqa: E402
+from fake_binance import FakeBinance, Listing, day_ms
 
-NOW = datetime(2024, 3, 10, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture(autouse=True)
@@ -46,8 +46,12 @@ def loopback_only(monkeypatch):
 
 @pytest.fixture
 def server():
-    listings = [Listing("BTC", "USDT", "2021-01-01", 30_000.0, 9e9), Listing("ETH", "USDT", "2023-06-01", 2_000.0, 5e9),
-                Listing("DOGE", "USDT", "2023-01-01", 0.1, 1e9), Listing("LUNA", "USDT", "2022-01-01", status="BREAK")]
+    listings = [
+        Listing("BTC", "USDT", "2021-01-01", 30_000.0, 9e9),
+        Listing("ETH", "USDT", "2023-06-01", 2_000.0, 5e9),
+        Listing("DOGE", "USDT", "2023-01-01", 0.1, 1e9),
+        Listing("LUNA", "USDT", "2022-01-01", status="BREAK"),
+    ]
     with FakeBinance(listings, NOW) as fake:
         yield fake
 
@@ -68,8 +72,11 @@ def source(server, **kwargs):
 def closed_days(server, symbol_id, since="1970-01-01"):
     """Every closed day the server has for a symbol, by its own clock."""
     listing = server.listings[symbol_id]
-    return [np.datetime64(row[0] // DAY_MS, "D") for row in server.klines(listing, day_ms(since), None, 10**6)
-            if row[0] + DAY_MS <= server.now_ms()]
+    return [
+        np.datetime64(row[0] // DAY_MS, "D")
+        for row in server.klines(listing, day_ms(since), None, 10**6)
+        if row[0] + DAY_MS <= server.now_ms()
+    ]
 
 
 def test_api_url_moves_every_endpoint_on_the_public_origin_and_nothing_else(server):
@@ -82,7 +89,7 @@ def test_api_url_moves_every_endpoint_on_the_public_origin_and_nothing_else(serv
 
 
 def test_bad_exchange_and_url_are_refused_with_the_fix():
-    with pytest.raises(InvalidParameterError, match="unknown exchange 'binanse'.*binance"):
+    with pytest.raises(InvalidParameterError, match=r"unknown exchange 'binanse'.*binance"):
         ExchangeSource("binanse")
     with pytest.raises(InvalidParameterError, match="must be an http"):
         ExchangeSource("binance", api_url="ftp://mirror")
@@ -107,17 +114,27 @@ def test_every_closed_candle_once_across_pages_and_never_the_open_one(server):
 
 def test_a_day_is_closed_at_midnight_by_the_exchanges_clock(server):
     exchange = source(server)
-    server.now = datetime(2024, 3, 10, 23, 59, 59, tzinfo=timezone.utc)
-    assert exchange.closed_candles("ETH/USDT", day_ms("2024-03-01"), server.now_ms()).day[-1] == np.datetime64("2024-03-09")
-    server.now = datetime(2024, 3, 11, 0, 0, 0, tzinfo=timezone.utc)
-    assert exchange.closed_candles("ETH/USDT", day_ms("2024-03-01"), server.now_ms()).day[-1] == np.datetime64("2024-03-10")
+    server.now = datetime(2024, 3, 10, 23, 59, 59, tzinfo=UTC)
+    assert exchange.closed_candles("ETH/USDT", day_ms("2024-03-01"), server.now_ms()).day[-1] == np.datetime64(
+        "2024-03-09"
+    )
+    server.now = datetime(2024, 3, 11, 0, 0, 0, tzinfo=UTC)
+    assert exchange.closed_candles("ETH/USDT", day_ms("2024-03-01"), server.now_ms()).day[-1] == np.datetime64(
+        "2024-03-10"
+    )
 
 
 def test_429_waits_for_retry_after_then_continues(server):
     sleeps = Sleeps()
     exchange = source(server, sleep=sleeps)
-    server.fail("/api/v3/klines", symbol="BTCUSDT", status=429, headers={"Retry-After": "7"}, after=1,
-                body='{"code":-1003,"msg":"Too much request weight used"}')
+    server.fail(
+        "/api/v3/klines",
+        symbol="BTCUSDT",
+        status=429,
+        headers={"Retry-After": "7"},
+        after=1,
+        body='{"code":-1003,"msg":"Too much request weight used"}',
+    )
     candles = exchange.closed_candles("BTC/USDT", 0, server.now_ms())
     assert sleeps == [7.0]
     assert candles.day.tolist() == closed_days(server, "BTCUSDT")  # the page after the wait, not skipped
@@ -136,8 +153,12 @@ def test_retry_after_is_really_waited(server):
 
 def test_a_418_ban_past_the_longest_wait_stops_everything_and_says_when_to_rerun(server):
     exchange = source(server, retry=RetryPolicy(max_wait=600))
-    server.fail("/api/v3/klines", status=418, headers={"Retry-After": "7200"},
-                body='{"code":-1003,"msg":"Way too much request weight used; IP banned until 1710079200000."}')
+    server.fail(
+        "/api/v3/klines",
+        status=418,
+        headers={"Retry-After": "7200"},
+        body='{"code":-1003,"msg":"Way too much request weight used; IP banned until 1710079200000."}',
+    )
     with pytest.raises(ExchangeUnavailableError, match=r"HTTP 418.*7200 s.*run it again after") as caught:
         exchange.closed_candles("BTC/USDT", 0, server.now_ms())
     assert caught.value.stop_all is True
@@ -151,8 +172,11 @@ def test_timeouts_are_retried_with_doubling_backoff_then_given_up(server):
     assert len(exchange.closed_candles("ETH/USDT", 0, server.now_ms())) == len(closed_days(server, "ETHUSDT"))
     assert sleeps == [0.5, 1.0]
     server.fail("/api/v3/klines", kind="slow", delay=0.6, times=3)
-    with pytest.raises(ExchangeUnavailableError, match=r"failed .* for ETH/USDT 3 times \(no answer within 0.2 s\) "
-                                                       r"at http://127\.0\.0\.1:\d+/api/v3/klines"):
+    with pytest.raises(
+        ExchangeUnavailableError,
+        match=r"failed .* for ETH/USDT 3 times \(no answer within 0.2 s\) "
+        r"at http://127\.0\.0\.1:\d+/api/v3/klines",
+    ):
         exchange.closed_candles("ETH/USDT", 0, server.now_ms())
 
 
@@ -172,12 +196,18 @@ def test_a_persistent_html_5xx_page_is_named_in_the_error(server):
         exchange.closed_candles("ETH/USDT", 0, server.now_ms())
 
 
-@pytest.mark.parametrize("fault, kind", [
-    ({"status": 200, "body": "<!DOCTYPE html><html><title>Down for maintenance</title></html>"}, "an HTML page"),
-    ({"status": 403, "body": "<html><body>Request blocked</body></html>"}, "an HTML page"),
-    ({"kind": "rewrite", "rewrite": lambda payload: __import__("json").dumps(payload)[:40]}, "malformed or partial JSON"),
-    ({"status": 200, "body": "Gateway says no"}, "a non-JSON answer"),
-])
+@pytest.mark.parametrize(
+    "fault, kind",
+    [
+        ({"status": 200, "body": "<!DOCTYPE html><html><title>Down for maintenance</title></html>"}, "an HTML page"),
+        ({"status": 403, "body": "<html><body>Request blocked</body></html>"}, "an HTML page"),
+        (
+            {"kind": "rewrite", "rewrite": lambda payload: __import__("json").dumps(payload)[:40]},
+            "malformed or partial JSON",
+        ),
+        ({"status": 200, "body": "Gateway says no"}, "a non-JSON answer"),
+    ],
+)
 def test_answers_that_are_not_the_documented_json_raise_a_typed_error(server, fault, kind):
     exchange = source(server)
     exchange.markets()
@@ -191,7 +221,7 @@ def test_answers_that_are_not_the_documented_json_raise_a_typed_error(server, fa
 
 def test_unknown_and_delisted_symbols_are_refused_by_name(server):
     exchange = source(server)
-    with pytest.raises(UnknownSymbolError, match="does not list 'BTC/USD'.*did you mean BTC/USDT"):
+    with pytest.raises(UnknownSymbolError, match=r"does not list 'BTC/USD'.*did you mean BTC/USDT"):
         exchange.check_symbol("BTC/USD")
     with pytest.raises(UnknownSymbolError, match="LUNA/USDT as not trading"):
         exchange.check_symbol("LUNA/USDT")

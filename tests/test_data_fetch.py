@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -18,18 +18,21 @@ import pytest
 
 pytest.importorskip("ccxt", reason="the exchanges extra (ccxt) is not installed: pip install 'crypto-ml[exchanges]'")
 
-from fake_binance import DAY_MS, FakeBinance, Listing, day_ms  # noqa: E402
+from crypto_ml.data import CryptoLoader
+from crypto_ml.data.store import PriceStore
 
-from crypto_ml.data import CryptoLoader  # noqa: E402
-from crypto_ml.data.store import PriceStore  # noqa: E402
+from fake_binance import DAY_MS, FakeBinance, Listing, day_ms
 
-NOW = datetime(2024, 3, 10, 15, 30, tzinfo=timezone.utc)
+NOW = datetime(2024, 3, 10, 15, 30, tzinfo=UTC)
 SINCE = "2019-06-01"
 
 
 def listings():
-    return [Listing("BTC", "USDT", "2019-01-01", 35_000.0, 9e9), Listing("ETH", "USDT", "2022-03-01", 2_500.0, 5e9),
-            Listing("SOL", "USDT", "2022-01-01", 100.0, 2e9, gaps=("2023-02-10", "2023-02-11"))]
+    return [
+        Listing("BTC", "USDT", "2019-01-01", 35_000.0, 9e9),
+        Listing("ETH", "USDT", "2022-03-01", 2_500.0, 5e9),
+        Listing("SOL", "USDT", "2022-01-01", 100.0, 2e9, gaps=("2023-02-10", "2023-02-11")),
+    ]
 
 
 @pytest.fixture
@@ -39,8 +42,21 @@ def server():
 
 
 def fetch(server, store, *extra: str, symbols: str = "BTC/USDT,ETH/USDT", wait: bool = True):
-    args = [sys.executable, "-m", "crypto_ml", "data", "fetch", "--exchange", "binance", "--api-url", server.url,
-            "--since", SINCE, "--store", str(store)]
+    args = [
+        sys.executable,
+        "-m",
+        "crypto_ml",
+        "data",
+        "fetch",
+        "--exchange",
+        "binance",
+        "--api-url",
+        server.url,
+        "--since",
+        SINCE,
+        "--store",
+        str(store),
+    ]
     if symbols:
         args += ["--symbols", symbols]
     env = {**os.environ, "CRYPTO_ML_FETCH_BACKOFF": "0.01", "CRYPTO_ML_LOG_LEVEL": "INFO"}
@@ -82,7 +98,7 @@ def test_fetch_stores_every_closed_candle_once_then_only_what_is_new(server, tmp
     for symbol in ("BTC/USDT", "ETH/USDT"):
         assert stored(store, symbol)["date"].iloc[-1] == pd.Timestamp("2024-03-10").date()
     # An incremental fetch asks only for the last stored days, in one page per symbol.
-    last_btc = [q for q in server.requested("/api/v3/klines", "BTCUSDT")][-1]
+    last_btc = server.requested("/api/v3/klines", "BTCUSDT")[-1]
     assert int(last_btc["startTime"]) == day_ms("2024-03-08")
 
 
@@ -117,8 +133,14 @@ def test_one_bad_symbol_fails_alone_with_exit_1(server, tmp_path):
 
 
 def test_faults_midway_are_waited_out_or_retried_and_nothing_is_lost(server, tmp_path):
-    server.fail("/api/v3/klines", symbol="BTCUSDT", status=429, headers={"Retry-After": "1"}, after=1,
-                body='{"code":-1003,"msg":"Too much request weight used"}')
+    server.fail(
+        "/api/v3/klines",
+        symbol="BTCUSDT",
+        status=429,
+        headers={"Retry-After": "1"},
+        after=1,
+        body='{"code":-1003,"msg":"Too much request weight used"}',
+    )
     server.fail("/api/v3/klines", symbol="ETHUSDT", kind="reset")
     server.fail("/api/v3/klines", symbol="ETHUSDT", status=502, body="<html>502 Bad Gateway</html>")
     done = fetch(server, tmp_path / "s")
@@ -168,12 +190,15 @@ def test_top_pairs_by_volume(server, tmp_path):
     assert {e["symbol"] for e in PriceStore(tmp_path / "s").entries()} == {"BTC/USDT", "ETH/USDT"}
 
 
-@pytest.mark.parametrize("extra, message", [
-    (("--top", "2"), "give either --symbols"),
-    (("--since", "01/02/2022"), "--since '01/02/2022' is not a date"),
-    (("--exchange", "binanse"), "unknown exchange 'binanse'"),
-    (("--api-url", "mirror.local"), "must be an http(s) URL"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (("--top", "2"), "give either --symbols"),
+        (("--since", "01/02/2022"), "--since '01/02/2022' is not a date"),
+        (("--exchange", "binanse"), "unknown exchange 'binanse'"),
+        (("--api-url", "mirror.local"), "must be an http(s) URL"),
+    ],
+)
 def test_bad_requests_exit_2_with_one_line(server, tmp_path, extra, message):
     done = fetch(server, tmp_path / "s", *extra)
     assert done.returncode == 2, (done.stdout, done.stderr)
@@ -200,14 +225,22 @@ def test_forecast_and_backtest_read_the_store_on_the_local_engine(server, tmp_pa
     assert fetch(server, store).returncode == 0
     args = [sys.executable, "-m", "crypto_ml"]
     out = tmp_path / "f.csv"
-    done = subprocess.run([*args, "forecast", "--engine", "local", "--data", str(store), "--out", str(out)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [*args, "forecast", "--engine", "local", "--data", str(store), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     frame = pd.read_csv(out)
     assert set(frame["coin"]) == {"btc/usdt", "eth/usdt"} and (frame["status"] == "ok").all()
     assert set(frame["last_date"]) == {"2024-03-09"}
-    done = subprocess.run([*args, "backtest", "--engine", "local", "--data", str(store), "--quick"],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [*args, "backtest", "--engine", "local", "--data", str(store), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert "btc/usdt" in done.stdout or "2 coins" in done.stdout + done.stderr
 
@@ -221,8 +254,7 @@ def test_forecast_and_backtest_read_the_store_on_celery_workers_by_reference(ser
     start_worker("store1")
     loader = CryptoLoader(store)
     local = CryptoManager(loader, engine="local", workers=1).send_tasks("ewma", verbose=False)
-    remote = CryptoManager(CryptoLoader(store), engine="celery").send_tasks("ewma", verbose=False,
-                                                                            transfer="reference")
+    remote = CryptoManager(CryptoLoader(store), engine="celery").send_tasks("ewma", verbose=False, transfer="reference")
     assert remote.transfer == "reference" and remote.engine == "celery"
     assert [r.to_record() for r in remote] == [r.to_record() for r in local]
     backtest = CryptoManager(CryptoLoader(store), engine="celery").backtest("ewma", windows=3, transfer="reference")

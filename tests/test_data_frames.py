@@ -14,11 +14,13 @@ from crypto_ml.manager import CryptoManager
 def long_frame(days: int = 120) -> pd.DataFrame:
     rng = np.random.default_rng(3)
     dates = pd.date_range("2024-01-01", periods=days)
-    return pd.DataFrame({
-        "symbol": np.repeat(["BTC", "ETH"], days),
-        "date": np.tile(dates, 2),
-        "close": np.exp(np.cumsum(rng.normal(0, 0.02, 2 * days))) * 100,
-    })
+    return pd.DataFrame(
+        {
+            "symbol": np.repeat(["BTC", "ETH"], days),
+            "date": np.tile(dates, 2),
+            "close": np.exp(np.cumsum(rng.normal(0, 0.02, 2 * days))) * 100,
+        }
+    )
 
 
 def test_a_frame_reads_like_the_same_rows_in_a_parquet_file(tmp_path):
@@ -57,7 +59,7 @@ def test_a_frame_without_prices_or_rows_is_refused_at_once():
         CryptoLoader.from_frame(long_frame().iloc[:0])
     with pytest.raises(InvalidParameterError, match="takes a pandas DataFrame"):
         CryptoLoader.from_frame({"symbol": ["a"]})
-    with pytest.raises(InvalidParameterError, match="use CryptoLoader.from_frame"):
+    with pytest.raises(InvalidParameterError, match=r"use CryptoLoader\.from_frame"):
         CryptoLoader(long_frame())
 
 

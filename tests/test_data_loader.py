@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from data_helpers import LOGGER, cmc_row, daily_rows, infos_of, load_error, long_frame, warnings_of, write_coin
 
 from crypto_ml.config import bundled_data_dir, get_settings
 from crypto_ml.data import COLUMNS, CoinReport, CryptoLoader, DataReport
 from crypto_ml.exceptions import CryptoMLError, DataFormatError, InvalidParameterError, UnknownCoinError
+
+from data_helpers import LOGGER, cmc_row, daily_rows, infos_of, load_error, long_frame, warnings_of, write_coin
 
 # --- Names -----------------------------------------------------------------------------
 
@@ -88,8 +89,16 @@ def test_max_points_keeps_most_recent(coins):
     assert len(CryptoLoader(coins, max_points=1000).get_df("bitcoin")) == 30
 
 
-@pytest.mark.parametrize("bound", ["2017-09-10", date(2017, 9, 10), datetime(2017, 9, 10, 15, 30),
-                                   pd.Timestamp("2017-09-10"), np.datetime64("2017-09-10")])
+@pytest.mark.parametrize(
+    "bound",
+    [
+        "2017-09-10",
+        date(2017, 9, 10),
+        datetime(2017, 9, 10, 15, 30),
+        pd.Timestamp("2017-09-10"),
+        np.datetime64("2017-09-10"),
+    ],
+)
 def test_date_bounds_are_inclusive_whole_days(coins, bound):
     frame = CryptoLoader(coins, from_date=bound, to_date="2017-09-20").get_df("bitcoin")
     assert frame["Date"].iloc[0] == pd.Timestamp("2017-09-10")
@@ -117,11 +126,21 @@ def test_report_reflects_selection(coins):
     assert (bitcoin.rows, bitcoin.first_date, bitcoin.last_date) == (5, "2017-09-18", "2017-09-22")
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"max_points": 0}, {"max_points": -3}, {"max_points": 2.5}, {"max_points": True}, {"max_points": "10"},
-    {"from_date": "not a date"}, {"from_date": "2017-13-01"}, {"to_date": 20170101}, {"to_date": [2017]},
-    {"from_date": "2017-09-10", "to_date": "2017-09-01"},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_points": 0},
+        {"max_points": -3},
+        {"max_points": 2.5},
+        {"max_points": True},
+        {"max_points": "10"},
+        {"from_date": "not a date"},
+        {"from_date": "2017-13-01"},
+        {"to_date": 20170101},
+        {"to_date": [2017]},
+        {"from_date": "2017-09-10", "to_date": "2017-09-01"},
+    ],
+)
 def test_invalid_constructor_arguments(coins, kwargs):
     with pytest.raises(InvalidParameterError):
         CryptoLoader(coins, **kwargs)
@@ -166,8 +185,9 @@ def test_default_path_without_settings_is_the_bundled_sample():
 
 def test_summary_file_is_skipped(coins, caplog):
     (coins / "100 List.csv").write_text(
-        '#,Name,Market Cap,Price,Circulating Supply,Volume (24h),% Change (24h)\r\n'
-        '1,Bitcoin,"$60,219,183,594","$3,631.72","16,581,450 BTC","$1,226,800,000",-0.84%\r\n')
+        "#,Name,Market Cap,Price,Circulating Supply,Volume (24h),% Change (24h)\r\n"
+        '1,Bitcoin,"$60,219,183,594","$3,631.72","16,581,450 BTC","$1,226,800,000",-0.84%\r\n'
+    )
     caplog.set_level(logging.INFO, logger=LOGGER)
     loader = CryptoLoader(coins)
     assert "100_list" not in loader.get_crypto_names()
@@ -249,7 +269,7 @@ def test_mixed_folder_good_coins_load_and_each_broken_one_is_reported(coins):
     assert ok == {"bitcoin", "bitcoin_cash", "i-o_coin"}
     for name in ok:
         assert len(loader.get_df(name)) > 0
-    with pytest.raises(DataFormatError, match="Junk.csv"):
+    with pytest.raises(DataFormatError, match=r"Junk\.csv"):
         loader.get_df("junk")  # the cached failure raises again
 
 
@@ -267,7 +287,7 @@ def test_unknown_coin_suggests_close_matches(coins):
 
 
 def test_unknown_coin_without_close_match(coins):
-    with pytest.raises(UnknownCoinError, match="unknown coin 'zzz'.*crypto-ml data list"):
+    with pytest.raises(UnknownCoinError, match=r"unknown coin 'zzz'.*crypto-ml data list"):
         CryptoLoader(coins).get_prices("zzz")
 
 

@@ -18,8 +18,9 @@ def candles(first: str, days: int, price: float = 100.0) -> Candles:
     day = np.arange(np.datetime64(first, "D"), np.datetime64(first, "D") + days)
     # A price per calendar day, so overlapping calls agree on the days they share.
     close = price * np.exp(0.001 * (day.astype(np.int64) - 19_000))
-    return Candles(day=day, open=close * 0.99, high=close * 1.02, low=close * 0.97, close=close,
-                   volume=np.full(days, 10.0))
+    return Candles(
+        day=day, open=close * 0.99, high=close * 1.02, low=close * 0.97, close=close, volume=np.full(days, 10.0)
+    )
 
 
 def live_files(store: PriceStore) -> set[str]:
@@ -33,7 +34,9 @@ def test_one_file_per_symbol_and_year_with_a_manifest_that_describes_each(tmp_pa
     assert is_price_store(store.root)
     entries = store.entries()
     assert [(e["year"], e["rows"], e["first"], e["last"]) for e in entries] == [
-        (2023, 2, "2023-12-30", "2023-12-31"), (2024, 3, "2024-01-01", "2024-01-03")]
+        (2023, 2, "2023-12-30", "2023-12-31"),
+        (2024, 3, "2024-01-01", "2024-01-03"),
+    ]
     for entry in entries:
         data = (store.root / entry["path"]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == entry["sha256"]
@@ -110,7 +113,7 @@ def test_a_changed_or_missing_file_is_refused_by_name(tmp_path):
     with pytest.raises(PriceStoreError, match=r"BTC-USDT/2024-\w+\.parquet changed since it was written"):
         store.read()
     path.unlink()
-    with pytest.raises(PriceStoreError, match="is listed in .* but cannot be read"):
+    with pytest.raises(PriceStoreError, match=r"is listed in .* but cannot be read"):
         store.read()
 
 

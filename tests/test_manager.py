@@ -137,7 +137,9 @@ def test_every_result_carries_intervals_at_the_requested_levels(manager):
 
 def test_a_missing_extra_is_refused_before_dispatch_on_the_local_engine(monkeypatch, manager):
     monkeypatch.setitem(MODEL_REGISTRY, "phantom", "jobs:PhantomModel")
-    with pytest.raises(MissingDependencyError, match=r"install the 'phantom' extra: pip install 'crypto-ml\[phantom\]'"):
+    with pytest.raises(
+        MissingDependencyError, match=r"install the 'phantom' extra: pip install 'crypto-ml\[phantom\]'"
+    ):
         manager.send_tasks("phantom")
     with pytest.raises(MissingDependencyError, match="phantom"):
         manager.train("phantom")

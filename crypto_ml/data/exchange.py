@@ -25,13 +25,15 @@ from __future__ import annotations
 
 import difflib
 import email.utils
+import itertools
 import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -112,7 +114,7 @@ def _import_ccxt() -> Any:
 def _replace_origin(urls: Any, old: str, new: str) -> Any:
     """``urls`` (ccxt's nested ``urls['api']``) with every URL on origin ``old`` moved to ``new``."""
     if isinstance(urls, str):
-        return new + urls[len(old):] if urls == old or urls.startswith(old + "/") else urls
+        return new + urls[len(old) :] if urls == old or urls.startswith(old + "/") else urls
     if isinstance(urls, dict):
         return {key: _replace_origin(value, old, new) for key, value in urls.items()}
     return urls
@@ -140,8 +142,15 @@ class ExchangeSource:
         MissingDependencyError: ccxt is not installed.
     """
 
-    def __init__(self, exchange: str, *, api_url: str | None = None, timeout: float = 30.0,
-                 retry: RetryPolicy | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        exchange: str,
+        *,
+        api_url: str | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         ccxt = _import_ccxt()
         if not isinstance(exchange, str) or exchange not in ccxt.exchanges:
             close = difflib.get_close_matches(str(exchange).lower(), ccxt.exchanges, n=3)
@@ -163,24 +172,30 @@ class ExchangeSource:
         if api_url is not None:
             parts = urlsplit(api_url)
             if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise InvalidParameterError(f"--api-url {api_url!r} must be an http(s) URL such as "
-                                            "http://127.0.0.1:8080")
+                raise InvalidParameterError(
+                    f"--api-url {api_url!r} must be an http(s) URL such as http://127.0.0.1:8080"
+                )
             api = client.urls["api"]
-            public = api if isinstance(api, str) else api.get("public") or api.get("rest") or next(
-                value for value in api.values() if isinstance(value, str))
+            public = (
+                api
+                if isinstance(api, str)
+                else api.get("public")
+                or api.get("rest")
+                or next(value for value in api.values() if isinstance(value, str))
+            )
             client.urls["api"] = _replace_origin(api, _origin(public), api_url.rstrip("/"))
         # ccxt keeps no status code; we need it to tell a 5xx (retry) from a 4xx (don't).
         self.last_status: int | None = None
         original = client.on_rest_response
 
-        def remember_status(code, reason, url, method, headers, body, *rest):  # noqa: ANN001, ANN202
+        def remember_status(code, reason, url, method, headers, body, *rest):
             self.last_status = int(code)
             return original(code, reason, url, method, headers, body, *rest)
 
         client.on_rest_response = remember_status
         original_fetch = client.fetch
 
-        def fetch_fresh(url, method="GET", headers=None, body=None):  # noqa: ANN001, ANN202
+        def fetch_fresh(url, method="GET", headers=None, body=None):
             # What a failed request leaves behind must be its own, not the previous request's.
             self.last_status = None
             client.last_http_response = None
@@ -208,25 +223,33 @@ class ExchangeSource:
             except (ccxt.RateLimitExceeded, ccxt.DDoSProtection) as exc:
                 waits += 1
                 delay = self._retry_after()
-                status = self.last_status or "429/418"
+                rate_status = self.last_status or "429/418"
                 if delay is None:
                     delay = min(self.retry.backoff * 2 ** (waits - 1), self.retry.max_backoff)
                 if delay > self.retry.max_wait or waits > self.retry.rate_limited:
                     error = ExchangeUnavailableError(
-                        f"{self.id} refused {what}{self._for(symbol)} with HTTP {status} and asked us to wait "
+                        f"{self.id} refused {what}{self._for(symbol)} with HTTP {rate_status} and asked us to wait "
                         f"{delay:.0f} s ({waits} rate-limit answers so far); that is past "
                         f"CRYPTO_ML_FETCH_MAX_WAIT={self.retry.max_wait:.0f} s, so the fetch stops: run it again "
-                        f"after {_clock_after(delay)} ({self._url()})")
+                        f"after {_clock_after(delay)} ({self._url()})"
+                    )
                     # A ban is per IP address: asking for the next symbol would only lengthen it.
                     error.stop_all = True  # type: ignore[attr-defined]
                     raise error from exc
-                logger.warning("%s: HTTP %s on %s%s; waiting %.1f s as told (Retry-After), then continuing",
-                               self.id, status, what, self._for(symbol), delay)
+                logger.warning(
+                    "%s: HTTP %s on %s%s; waiting %.1f s as told (Retry-After), then continuing",
+                    self.id,
+                    rate_status,
+                    what,
+                    self._for(symbol),
+                    delay,
+                )
                 self._sleep(delay)
                 continue
             except ccxt.BadSymbol as exc:
-                raise UnknownSymbolError(f"{self.id} does not list {symbol!r} ({exc}); check the symbol, "
-                                         "or whether it was delisted") from None
+                raise UnknownSymbolError(
+                    f"{self.id} does not list {symbol!r} ({exc}); check the symbol, or whether it was delisted"
+                ) from None
             except ccxt.NetworkError as exc:  # timeouts, resets, 5xx pages (ccxt's ExchangeNotAvailable)
                 status = self.last_status
                 if status is not None and 400 <= status < 500 and status != 408:
@@ -236,10 +259,19 @@ class ExchangeSource:
                 if failures >= self.retry.attempts:
                     raise ExchangeUnavailableError(
                         f"{self.id} failed {what}{self._for(symbol)} {failures} times ({cause}) at {self._url()}; "
-                        "check the connection or --api-url, or run it again later") from None
+                        "check the connection or --api-url, or run it again later"
+                    ) from None
                 delay = min(self.retry.backoff * 2 ** (failures - 1), self.retry.max_backoff)
-                logger.warning("%s: %s on %s%s; retry %d of %d in %.1f s", self.id, cause, what, self._for(symbol),
-                               failures, self.retry.attempts - 1, delay)
+                logger.warning(
+                    "%s: %s on %s%s; retry %d of %d in %.1f s",
+                    self.id,
+                    cause,
+                    what,
+                    self._for(symbol),
+                    failures,
+                    self.retry.attempts - 1,
+                    delay,
+                )
                 self._sleep(delay)
                 continue
             except ccxt.ExchangeError as exc:
@@ -265,18 +297,22 @@ class ExchangeSource:
                 when = email.utils.parsedate_to_datetime(value)
             except (TypeError, ValueError):
                 return None
-            return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+            return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
     def _bad_answer(self, what: str, symbol: str | None, status: int | None, detail: str = "") -> ExchangeResponseError:
         body = self.client.last_http_response or ""
-        kind = "an HTML page" if body.lstrip()[:1] == "<" else (
-            "malformed or partial JSON" if body.lstrip()[:1] in "[{" else "a non-JSON answer")
+        kind = (
+            "an HTML page"
+            if body.lstrip()[:1] == "<"
+            else ("malformed or partial JSON" if body.lstrip()[:1] in "[{" else "a non-JSON answer")
+        )
         snippet = " ".join(body.split())[:_SNIPPET]
         status_text = f"HTTP {status} with " if status else ""
         extra = f"; {detail}" if detail else ""
         return ExchangeResponseError(
             f"{self.id} answered {what}{self._for(symbol)} with {status_text}{kind} ({snippet!r}{extra}) at "
-            f"{self._url()}; this is not its documented API: check --api-url, a proxy in between, or run it again")
+            f"{self._url()}; this is not its documented API: check --api-url, a proxy in between, or run it again"
+        )
 
     def _cause(self, exc: Exception) -> str:
         if isinstance(exc, self._ccxt.RequestTimeout) and self.last_status is None:
@@ -311,8 +347,10 @@ class ExchangeSource:
         date = headers.get("Date") if hasattr(headers, "get") else None
         if date:
             return int(email.utils.parsedate_to_datetime(date).timestamp() * 1000)
-        raise ExchangeError(f"{self.id} tells neither its server time nor a Date header, so closed candles "
-                            "cannot be told from the open one; use another exchange")
+        raise ExchangeError(
+            f"{self.id} tells neither its server time nor a Date header, so closed candles "
+            "cannot be told from the open one; use another exchange"
+        )
 
     def markets(self) -> dict[str, Any]:
         """The exchange's spot markets by unified symbol (``BTC/USDT``), loaded once."""
@@ -335,8 +373,10 @@ class ExchangeSource:
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise UnknownSymbolError(f"{self.id} does not list {symbol!r}{hint}")
         if market.get("active") is False:
-            raise UnknownSymbolError(f"{self.id} lists {market['symbol']} as not trading (delisted or suspended); "
-                                     "its history cannot be fetched")
+            raise UnknownSymbolError(
+                f"{self.id} lists {market['symbol']} as not trading (delisted or suspended); "
+                "its history cannot be fetched"
+            )
         return market["symbol"]
 
     def top_symbols(self, count: int, quote: str) -> list[str]:
@@ -348,8 +388,11 @@ class ExchangeSource:
         if count < 1:
             raise InvalidParameterError(f"--top {count} must be at least 1")
         quote = quote.upper()
-        candidates = [symbol for symbol, market in self.markets().items()
-                      if market.get("quote") == quote and market.get("spot", True) and market.get("active") is not False]
+        candidates = [
+            symbol
+            for symbol, market in self.markets().items()
+            if market.get("quote") == quote and market.get("spot", True) and market.get("active") is not False
+        ]
         if not candidates:
             raise InvalidParameterError(f"{self.id} has no active pair against {quote!r}; pick another --quote")
         tickers = self._call(f"its 24-hour tickers against {quote}", None, self.client.fetch_tickers)
@@ -360,8 +403,9 @@ class ExchangeSource:
 
         return sorted(candidates, key=lambda symbol: (-volume(symbol), symbol))[:count]
 
-    def closed_candles(self, symbol: str, since_ms: int, now_ms: int,
-                       on_page: Callable[[int], None] | None = None) -> Candles:
+    def closed_candles(
+        self, symbol: str, since_ms: int, now_ms: int, on_page: Callable[[int], None] | None = None
+    ) -> Candles:
         """Every daily candle of ``symbol`` opening at or after ``since_ms`` and closed by ``now_ms``.
 
         Args:
@@ -380,8 +424,11 @@ class ExchangeSource:
         pages = 0
         since = since_ms
         while since < current_open:
-            page = self._call(f"daily candles since {day_of(since)}", symbol,
-                              lambda: self.client.fetch_ohlcv(symbol, "1d", since=since, limit=self.page_size))
+
+            def request(start: int = since) -> Any:
+                return self.client.fetch_ohlcv(symbol, "1d", since=start, limit=self.page_size)
+
+            page = self._call(f"daily candles since {day_of(since)}", symbol, request)
             pages += 1
             if not isinstance(page, list):
                 raise self._bad_answer("daily candles", symbol, self.last_status, detail=f"got {type(page).__name__}")
@@ -390,14 +437,25 @@ class ExchangeSource:
                 on_page(len(checked))
             if not checked:
                 break
-            if checked[0][0] < since or any(b[0] <= a[0] for a, b in zip(checked, checked[1:])):
-                raise self._bad_answer("daily candles", symbol, self.last_status,
-                                       detail="candles out of order or before the requested start")
+            if checked[0][0] < since or any(b[0] <= a[0] for a, b in itertools.pairwise(checked)):
+                raise self._bad_answer(
+                    "daily candles",
+                    symbol,
+                    self.last_status,
+                    detail="candles out of order or before the requested start",
+                )
             rows.extend(row for row in checked if row[0] + DAY_MS <= now_ms)
             since = int(checked[-1][0]) + DAY_MS
         values = np.array(rows, dtype=np.float64).reshape(-1, 6)
-        return Candles(day=(values[:, 0].astype(np.int64) // DAY_MS).astype("datetime64[D]"), open=values[:, 1],
-                       high=values[:, 2], low=values[:, 3], close=values[:, 4], volume=values[:, 5], pages=pages)
+        return Candles(
+            day=(values[:, 0].astype(np.int64) // DAY_MS).astype("datetime64[D]"),
+            open=values[:, 1],
+            high=values[:, 2],
+            low=values[:, 3],
+            close=values[:, 4],
+            volume=values[:, 5],
+            pages=pages,
+        )
 
     def _check_row(self, symbol: str, row: Any) -> list[float]:
         if not isinstance(row, (list, tuple)) or len(row) < 6 or not isinstance(row[0], (int, float)):
@@ -405,15 +463,19 @@ class ExchangeSource:
         stamp = int(row[0])
         day = day_of(stamp)
         if stamp % DAY_MS:
-            raise DataFormatError(f"{self.id} {symbol}: the candle at {stamp} ms does not open at midnight UTC, so it "
-                                  "is not a daily close; this exchange's daily candles cannot be stored")
+            raise DataFormatError(
+                f"{self.id} {symbol}: the candle at {stamp} ms does not open at midnight UTC, so it "
+                "is not a daily close; this exchange's daily candles cannot be stored"
+            )
         values = []
-        for name, value in zip(("open", "high", "low", "close", "volume"), row[1:6]):
+        for name, value in zip(("open", "high", "low", "close", "volume"), row[1:6], strict=True):
             number = float(value) if isinstance(value, (int, float)) else math.nan
             if not math.isfinite(number) or number < 0 or (number == 0 and name != "volume"):
                 what = "a volume" if name == "volume" else "a positive price"
-                raise DataFormatError(f"{self.id} {symbol} {day}: {name}={value!r} is not {what}; the candle is "
-                                      "rejected, and nothing of this fetch is stored for the symbol")
+                raise DataFormatError(
+                    f"{self.id} {symbol} {day}: {name}={value!r} is not {what}; the candle is "
+                    "rejected, and nothing of this fetch is stored for the symbol"
+                )
             values.append(number)
         return [float(stamp), *values]
 
@@ -429,5 +491,5 @@ def _is_json(body: str | None) -> bool:
 
 
 def _clock_after(seconds: float) -> str:
-    when = datetime.now(timezone.utc).timestamp() + seconds
-    return datetime.fromtimestamp(when, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.now(UTC).timestamp() + seconds
+    return datetime.fromtimestamp(when, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")

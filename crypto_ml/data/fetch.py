@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +63,12 @@ class FetchReport:
         return [entry for entry in self.symbols if entry.status != "ok"]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"exchange": self.exchange, "store": self.store, "server_time": self.server_time,
-                "symbols": [asdict(entry) for entry in self.symbols]}
+        return {
+            "exchange": self.exchange,
+            "store": self.store,
+            "server_time": self.server_time,
+            "symbols": [asdict(entry) for entry in self.symbols],
+        }
 
 
 def parse_since(value: str | None) -> int:
@@ -76,7 +80,7 @@ def parse_since(value: str | None) -> int:
     if value is None:
         return 0
     try:
-        day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+        day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
     except ValueError:
         raise InvalidParameterError(f"--since {value!r} is not a date; use YYYY-MM-DD, such as 2017-08-01") from None
     return int(day.timestamp() * 1000)
@@ -95,11 +99,21 @@ def _day_number(day: str) -> int:
     return int(np.datetime64(day, "D").astype(np.int64))
 
 
-def fetch_prices(exchange: str, store: str | Path, *, symbols: list[str] | None = None, top: int | None = None,
-                 quote: str = "USDT", since: str | None = None, api_url: str | None = None,
-                 timeout: float = 30.0, retry: RetryPolicy | None = None, full: bool = False,
-                 overlap: int = DEFAULT_OVERLAP_DAYS,
-                 progress: Callable[[str, str, int], None] | None = None) -> FetchReport:
+def fetch_prices(
+    exchange: str,
+    store: str | Path,
+    *,
+    symbols: list[str] | None = None,
+    top: int | None = None,
+    quote: str = "USDT",
+    since: str | None = None,
+    api_url: str | None = None,
+    timeout: float = 30.0,
+    retry: RetryPolicy | None = None,
+    full: bool = False,
+    overlap: int = DEFAULT_OVERLAP_DAYS,
+    progress: Callable[[str, str, int], None] | None = None,
+) -> FetchReport:
     """Fetch closed daily candles of ``symbols`` (or the ``top`` pairs against ``quote``) into ``store``.
 
     Args:
@@ -136,8 +150,11 @@ def fetch_prices(exchange: str, store: str | Path, *, symbols: list[str] | None 
     # One reading of the exchange's clock for the whole fetch: a day that closes while
     # we page is left for the next fetch rather than judged by two clocks.
     now_ms = source.server_time_ms()
-    report = FetchReport(exchange=exchange, store=str(price_store.root),
-                         server_time=datetime.fromtimestamp(now_ms / 1000, tz=timezone.utc).isoformat())
+    report = FetchReport(
+        exchange=exchange,
+        store=str(price_store.root),
+        server_time=datetime.fromtimestamp(now_ms / 1000, tz=UTC).isoformat(),
+    )
     wanted = source.top_symbols(top, quote) if top is not None else list(dict.fromkeys(symbols or []))
     notify = progress or (lambda event, symbol, count: None)
     notify("symbols", "", len(wanted))
@@ -159,8 +176,11 @@ def fetch_prices(exchange: str, store: str | Path, *, symbols: list[str] | None 
             if entries and covered is not None and not full and since_ms // DAY_MS >= _day_number(covered):
                 # Resume after the last stored day, re-reading the last `overlap` of them.
                 start = max(since_ms, (_day_number(entries[-1]["last"]) + 1 - overlap) * DAY_MS)
-            candles = source.closed_candles(symbol, start, now_ms,
-                                            on_page=lambda count, s=requested: notify("page", s, count))
+
+            def on_page(count: int, name: str = requested) -> None:
+                notify("page", name, count)
+
+            candles = source.closed_candles(symbol, start, now_ms, on_page=on_page)
             entry.pages = candles.pages
             written = price_store.write(exchange, symbol, candles, since=str(np.datetime64(since_ms // DAY_MS, "D")))
             entry.new_rows, entry.replaced_rows = written.new_rows, written.replaced_rows
@@ -175,7 +195,14 @@ def fetch_prices(exchange: str, store: str | Path, *, symbols: list[str] | None 
             entry.first, entry.last = str(days[0]), str(days[-1])
             entry.gaps, entry.missing_days = _gaps(days)
             if entry.gaps:
-                logger.warning("%s %s: %d gap(s), %d day(s) with no candle between %s and %s; they are not filled",
-                               exchange, entry.symbol, entry.gaps, entry.missing_days, entry.first, entry.last)
+                logger.warning(
+                    "%s %s: %d gap(s), %d day(s) with no candle between %s and %s; they are not filled",
+                    exchange,
+                    entry.symbol,
+                    entry.gaps,
+                    entry.missing_days,
+                    entry.first,
+                    entry.last,
+                )
         notify("done", requested, entry.new_rows)
     return report

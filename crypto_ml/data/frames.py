@@ -54,7 +54,7 @@ def frame_to_arrow(frame: pd.DataFrame) -> pa.Table:
         # Mixed objects (numbers beside "-" or "n/a") cannot become one Arrow type: as
         # text they go through the same parsing a CSV's cells do, and bad ones are named.
         text = frame.copy()
-        for column in text.columns[text.dtypes == object]:
+        for column in text.select_dtypes(include="object").columns:
             text[column] = text[column].map(_as_text)
         return pa.Table.from_pandas(text, preserve_index=False)
 

@@ -115,21 +115,26 @@ class CryptoLoader:
 
             data_path = get_settings().resolved_data_dir()
         if isinstance(data_path, pd.DataFrame):
-            raise InvalidParameterError("CryptoLoader(path) reads files; for a DataFrame use "
-                                        "CryptoLoader.from_frame(frame)")
+            raise InvalidParameterError(
+                "CryptoLoader(path) reads files; for a DataFrame use CryptoLoader.from_frame(frame)"
+            )
         if not isinstance(data_path, (str, os.PathLike)) or not str(data_path):
             raise InvalidParameterError(f"data_path must be a folder or a file path, got {data_path!r}")
         path = Path(os.path.expanduser(data_path))
         if not path.exists():
-            raise DataFormatError(f"data path {str(path)!r} does not exist; pass --data PATH or set "
-                                  "CRYPTO_ML_DATA_DIR to a folder of coin CSVs or a long-format file")
+            raise DataFormatError(
+                f"data path {str(path)!r} does not exist; pass --data PATH or set "
+                "CRYPTO_ML_DATA_DIR to a folder of coin CSVs or a long-format file"
+            )
         # A price store is a folder, but read as one long table: its files are a symbol's years.
         self._store = PriceStore(path) if path.is_dir() and is_price_store(path) else None
         self._long = not path.is_dir() or self._store is not None
         if not path.is_dir() and not path.name.lower().endswith(LONG_SUFFIXES):
-            raise DataFormatError(f"{str(path)!r} is neither a folder nor a .csv, .csv.gz or .parquet file; "
-                                  "pass --data PATH or set CRYPTO_ML_DATA_DIR to a folder of coin CSVs "
-                                  "or a long-format file")
+            raise DataFormatError(
+                f"{str(path)!r} is neither a folder nor a .csv, .csv.gz or .parquet file; "
+                "pass --data PATH or set CRYPTO_ML_DATA_DIR to a folder of coin CSVs "
+                "or a long-format file"
+            )
         self.data_path: Path | None = path
         self._frame: pa.Table | None = None
         self._set_selection(max_points, from_date, to_date)
@@ -162,8 +167,9 @@ class CryptoLoader:
         return loader
 
     def _set_selection(self, max_points, from_date, to_date) -> None:
-        if max_points is not None and (isinstance(max_points, bool) or not isinstance(max_points, Integral)
-                                       or max_points < 1):
+        if max_points is not None and (
+            isinstance(max_points, bool) or not isinstance(max_points, Integral) or max_points < 1
+        ):
             raise InvalidParameterError(f"max_points={max_points!r} must be an integer >= 1 (or None for all rows)")
         self.max_points = None if max_points is None else int(max_points)
         self.from_date = _date_bound(from_date, "from_date")
@@ -263,24 +269,32 @@ class CryptoLoader:
             elif self._store is not None:
                 self._table = _arrow_long_table(self._store_table(), self._label)
             else:
+                assert self.data_path is not None  # neither a DataFrame nor a store: a long-format file
                 self._table = _read_long_table(self.data_path)
             _release_arrow_memory()
         return self._table
 
     def _store_table(self) -> pa.Table:
-        """A price store's candles as one long table; a symbol is a coin (``exchange:symbol`` when several exchanges)."""
+        """A price store's candles as one long table; each symbol is a coin (``exchange:symbol`` if several)."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
+        assert self._store is not None
         table = self._store.read()
         if table.num_rows == 0:
-            raise DataFormatError(f"the price store {self.data_path} holds no candles yet; run "
-                                  "`crypto-ml data fetch --store ...` first")
+            raise DataFormatError(
+                f"the price store {self.data_path} holds no candles yet; run `crypto-ml data fetch --store ...` first"
+            )
         symbol = table.column("symbol")
         if len(pc.unique(table.column("exchange"))) > 1:
             symbol = pc.binary_join_element_wise(table.column("exchange"), symbol, ":")
-        return pa.table({"symbol": symbol, "date": table.column("date"),
-                         **{name: table.column(name) for name in ("open", "high", "low", "close", "volume")}})
+        return pa.table(
+            {
+                "symbol": symbol,
+                "date": table.column("date"),
+                **{name: table.column(name) for name in ("open", "high", "low", "close", "volume")},
+            }
+        )
 
     def _read_long_names(self) -> list[str]:
         """The coins of a long-format file from its symbol column alone.
@@ -296,8 +310,9 @@ class CryptoLoader:
             if path.name.lower().endswith(".parquet"):
                 schema, fields = _parquet_layout(path, label)
                 symbol = fields["symbol"]
-                symbols = _parquet_column(_read_parquet(path, label, [symbol], schema), symbol,
-                                          schema.field(symbol).type)
+                symbols = _parquet_column(
+                    _read_parquet(path, label, [symbol], schema), symbol, schema.field(symbol).type
+                )
             else:
                 symbols = _csv_symbols(_decompress(path.read_bytes(), path), label)
         except Exception:  # noqa: BLE001 - the full read below reports the problem as it always did
@@ -333,8 +348,10 @@ class CryptoLoader:
     def _unknown(self, name: object, key: str, names: list[str]) -> UnknownCoinError:
         skipped = {normalize_name(Path(file).stem): reason for file, reason in self._skipped}
         if key in skipped:
-            return UnknownCoinError(f"{name!r} is not a coin in {self.data_path}: {skipped[key]}. "
-                                    "Run `crypto-ml data list` to see all coins.")
+            return UnknownCoinError(
+                f"{name!r} is not a coin in {self.data_path}: {skipped[key]}. "
+                "Run `crypto-ml data list` to see all coins."
+            )
         close = difflib.get_close_matches(key, names, n=3, cutoff=0.6)
         hint = f"; did you mean: {', '.join(close)}?" if close else f" in {self.source}."
         return UnknownCoinError(f"unknown coin {key!r}{hint} Run `crypto-ml data list` to see all coins.")
@@ -342,8 +359,9 @@ class CryptoLoader:
     def _parsed(self, name: str) -> _Parsed | _Span:
         """A coin parsed once: cleaned (:class:`_Parsed`), or a clean long-format coin's rows (:class:`_Span`)."""
         if not isinstance(name, str):
-            raise UnknownCoinError(f"a coin name must be a string, got {name!r}. "
-                                   "Run `crypto-ml data list` to see all coins.")
+            raise UnknownCoinError(
+                f"a coin name must be a string, got {name!r}. Run `crypto-ml data list` to see all coins."
+            )
         key = normalize_name(name)
         cached = self._cache.get(key)
         if cached is None:
@@ -371,9 +389,12 @@ class CryptoLoader:
                 raise self._unknown(name, key, sorted(files))
             paths = files[key]
             if len(paths) > 1:
-                return _Failure(DataFormatError(
-                    f"coin {key!r} is ambiguous: {', '.join(p.name for p in paths)} all normalise to it; "
-                    "rename or remove all but one"))
+                return _Failure(
+                    DataFormatError(
+                        f"coin {key!r} is ambiguous: {', '.join(p.name for p in paths)} all normalise to it; "
+                        "rename or remove all but one"
+                    )
+                )
             loader = lambda: _load_coin_file(paths[0])  # noqa: E731
         try:
             return loader()
@@ -392,7 +413,7 @@ class CryptoLoader:
                 keep &= (dates <= self.to_date).to_numpy()
             frame = frame[keep]
         if self.max_points is not None:
-            frame = frame.iloc[-self.max_points:]
+            frame = frame.iloc[-self.max_points :]
         # A new frame: with copy-on-write, callers may modify it without touching the cache.
         return frame.reset_index(drop=True)
 
@@ -404,7 +425,7 @@ class CryptoLoader:
 
     def _span_bounds(self, span: _Span) -> tuple[int, int]:
         """The rows of the table's columns that :meth:`_select` would keep of a clean coin."""
-        dates = span.table.columns["Date"][span.start:span.stop]
+        dates = span.table.columns["Date"][span.start : span.stop]
         low, high = 0, len(dates)
         if self.from_date is not None:
             low = int(np.searchsorted(dates, _ns_day(self.from_date), side="left"))
@@ -467,8 +488,10 @@ class CryptoLoader:
             columns = parsed.table.columns
             return columns["Date"][low:high].copy(), columns["Close"][low:high].copy()
         frame = self._select(parsed.frame)
-        return (np.array(frame["Date"].to_numpy(), dtype="datetime64[ns]", order="C"),
-                np.array(frame["Close"].to_numpy(dtype=np.float64), dtype=np.float64, order="C"))
+        return (
+            np.array(frame["Date"].to_numpy(), dtype="datetime64[ns]", order="C"),
+            np.array(frame["Close"].to_numpy(dtype=np.float64), dtype=np.float64, order="C"),
+        )
 
     # --- reporting ---
 
@@ -504,7 +527,7 @@ class CryptoLoader:
         except DataFormatError as exc:
             report.error_type, report.error = type(exc).__name__, str(exc)
             return report
-        except Exception as exc:  # noqa: BLE001 - one unreadable coin must not sink the report
+        except Exception as exc:
             logger.warning("unexpected error loading %s from %s", name, source, exc_info=True)
             report.error_type, report.error = type(exc).__name__, str(exc)
             return report
@@ -540,16 +563,23 @@ class CryptoLoader:
             table = self._long_table()
             coins = [self._coin_report(name, self.source) for name in table.names]
             return DataReport(path=self.source, coins=coins, warnings=list(table.warnings))
-        coins = [self._coin_report(name, str(path))
-                 for name, path in sorted(self._coin_files(), key=lambda t: (t[0], t[1].name))]
+        coins = [
+            self._coin_report(name, str(path))
+            for name, path in sorted(self._coin_files(), key=lambda t: (t[0], t[1].name))
+        ]
         duplicates, messages = self._find_duplicates()
         by_name = {coin.name: coin for coin in coins}
-        for group, message in zip(duplicates, messages):
+        for group, message in zip(duplicates, messages, strict=True):
             for name in group:
                 if message not in by_name[name].warnings:
                     by_name[name].warnings.append(message)
-        return DataReport(path=str(self.data_path), coins=coins, duplicates=[list(g) for g in duplicates],
-                          skipped=list(self._skipped), warnings=list(messages))
+        return DataReport(
+            path=str(self.data_path),
+            coins=coins,
+            duplicates=[list(g) for g in duplicates],
+            skipped=list(self._skipped),
+            warnings=list(messages),
+        )
 
     def data_hash(self) -> str:
         """SHA-256 (hex) of the dataset, for run manifests.
@@ -566,7 +596,10 @@ class CryptoLoader:
 
             return frame_hash(self._frame)
         digest = hashlib.sha256()
-        paths = [self.data_path] if self._long else [path for _, path in self._coin_files()]
+        paths = [path for _, path in self._coin_files()] if not self._long else []
+        if self._long:
+            assert self.data_path is not None  # a long-format file: stores and frames returned above
+            paths = [self.data_path]
         for path in paths:
             name = path.name.encode("utf-8")
             # Length prefixes keep (name, bytes) pairs unambiguous when concatenated.

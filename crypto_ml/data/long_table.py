@@ -67,13 +67,20 @@ class _LongTable:
         """A clean coin's rows; logs at INFO what :func:`_clean` would have logged for it."""
         start, stop = int(self.starts[number]), int(self.stops[number])
         if logger.isEnabledFor(logging.INFO):
-            _log_kept(label, 0, int(np.isnan(self.columns["Volume"][start:stop]).sum()),
-                      int(np.isnan(self.columns["Market Cap"][start:stop]).sum()), self.columns["Date"][start:stop])
+            _log_kept(
+                label,
+                0,
+                int(np.isnan(self.columns["Volume"][start:stop]).sum()),
+                int(np.isnan(self.columns["Market Cap"][start:stop]).sum()),
+                self.columns["Date"][start:stop],
+            )
         return _Span(self, start, stop)
 
     def rows(self, number: int) -> tuple[pd.DataFrame, pd.DataFrame]:
         """A coin's converted rows in file order and their raw Date and Close, as :func:`_clean` takes them."""
         start, stop = int(self.starts[number]), int(self.stops[number])
+        # Only a coin that needs cleaning comes here, and a table with one keeps both.
+        assert self.permutation is not None and self.extra is not None
         source = self.permutation[start:stop]
         columns = {}
         for name in self.layout:
@@ -114,7 +121,7 @@ def _symbol_ids(symbols) -> tuple[np.ndarray, list[str]]:
             return _symbol_ids_pandas(symbols)
         symbols = pa.array(symbols, from_pandas=True)
     chunks = symbols.chunks if isinstance(symbols, pa.ChunkedArray) else [symbols]
-    if not all(_is_text(c.type) or pa.types.is_dictionary(c.type) and _is_text(c.type.value_type) for c in chunks):
+    if not all(_is_text(c.type) or (pa.types.is_dictionary(c.type) and _is_text(c.type.value_type)) for c in chunks):
         return _symbol_ids_pandas(symbols.to_pandas())
     chunks = [c if pa.types.is_dictionary(c.type) else c.dictionary_encode() for c in chunks]
     if not chunks:
@@ -125,10 +132,15 @@ def _symbol_ids(symbols) -> tuple[np.ndarray, list[str]]:
     # Stripped by the same pandas call as a whole column would be, so the rules match exactly.
     values = chunks[0].dictionary.to_pandas().fillna("").str.strip().tolist()
     first: dict[str, int] = {}  # normalised name -> its number in order of first appearance
-    lookup = np.array([first.setdefault(normalize_name(v), len(first)) if v else -1 for v in values] + [-1],
-                      dtype=np.int64)
-    ids = np.concatenate([lookup[(c.indices.fill_null(len(values)) if c.null_count else c.indices)
-                                 .to_numpy(zero_copy_only=False)] for c in chunks])
+    lookup = np.array(
+        [first.setdefault(normalize_name(v), len(first)) if v else -1 for v in values] + [-1], dtype=np.int64
+    )
+    ids = np.concatenate(
+        [
+            lookup[(c.indices.fill_null(len(values)) if c.null_count else c.indices).to_numpy(zero_copy_only=False)]
+            for c in chunks
+        ]
+    )
     # Number the names that have rows in sorted order; slot len(first) stays -1 for "no symbol".
     used = np.zeros(len(first) + 1, dtype=bool)
     used[ids] = True
@@ -332,8 +344,15 @@ def _csv_symbols(data: bytes, label: str):
     first_line = data if end < 0 else data[:end]
     if b"\x00" in data or not first_line.strip() or b'"' in first_line or not _is_utf8(data):
         return None
-    header = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, encoding="utf-8",
-                         skipinitialspace=True, index_col=False, nrows=0)
+    header = pd.read_csv(
+        io.BytesIO(data),
+        dtype=str,
+        keep_default_na=False,
+        encoding="utf-8",
+        skipinitialspace=True,
+        index_col=False,
+        nrows=0,
+    )
     names = [str(column).strip() for column in header.columns]
     position = _column_targets(names, label, extra=("symbol",))["symbol"]
     # Positional names: pyarrow keeps the header's spaces, pandas strips them.
@@ -341,13 +360,13 @@ def _csv_symbols(data: bytes, label: str):
     table = pacsv.read_csv(
         pa.BufferReader(data),
         read_options=pacsv.ReadOptions(column_names=columns, skip_rows=1),
-        convert_options=pacsv.ConvertOptions(include_columns=[columns[position]],
-                                             column_types={columns[position]: pa.string()}),
+        convert_options=pacsv.ConvertOptions(
+            include_columns=[columns[position]], column_types={columns[position]: pa.string()}
+        ),
     )
     symbols = table.column(0).dictionary_encode()
     # pandas (skipinitialspace) unquotes ` "Bitcoin Cash"`; pyarrow keeps the quotes.
-    if len(symbols) == 0 or any(pc.any(pc.match_substring(chunk.dictionary, '"')).as_py()
-                                for chunk in symbols.chunks):
+    if len(symbols) == 0 or any(pc.any(pc.match_substring(chunk.dictionary, '"')).as_py() for chunk in symbols.chunks):
         return None
     return symbols
 
@@ -361,15 +380,17 @@ def _read_long_table(path: Path) -> _LongTable:
         # columns are read, and none is turned into Python objects.
         schema, fields = _parquet_layout(path, label)
         table = _read_parquet(path, label, list(fields.values()), schema)
-        columns: dict[str, object] = {target: _parquet_column(table, field, schema.field(field).type)
-                                      for target, field in fields.items()}
+        columns: dict[str, object] = {
+            target: _parquet_column(table, field, schema.field(field).type) for target, field in fields.items()
+        }
         n = table.num_rows
         raw = table.select([fields["Date"], fields["Close"]])
         del table  # the columns above keep what is still needed
         _release_arrow_memory()  # the decompression buffers, kept by Arrow's allocator otherwise
     else:
-        frame = _standardise_columns(_read_csv_bytes(_decompress(path.read_bytes(), path), label), label,
-                                     extra=("symbol",))
+        frame = _standardise_columns(
+            _read_csv_bytes(_decompress(path.read_bytes(), path), label), label, extra=("symbol",)
+        )
         columns, n = {name: frame[name] for name in frame.columns}, len(frame)
         raw = frame.loc[:, ["Date", "Close"]]
     return _build_long_table(columns, n, raw, label)
@@ -384,14 +405,16 @@ def _arrow_long_table(table: pa.Table, label: str) -> _LongTable:
     names = [str(name) for name in table.column_names]
     targets = _column_targets([name.strip() for name in names], label, extra=("symbol",))
     fields = {target: names[position] for target, position in targets.items()}
-    columns: dict[str, object] = {target: _parquet_column(table, field, table.schema.field(field).type)
-                                  for target, field in fields.items()}
+    columns: dict[str, object] = {
+        target: _parquet_column(table, field, table.schema.field(field).type) for target, field in fields.items()
+    }
     raw = table.select([fields["Date"], fields["Close"]])
     return _build_long_table(columns, table.num_rows, raw, label)
 
 
-def _build_long_table(columns: dict[str, object], n: int, raw: pd.DataFrame | pa.Table | None,
-                      label: str) -> _LongTable:
+def _build_long_table(
+    columns: dict[str, object], n: int, raw: pd.DataFrame | pa.Table | None, label: str
+) -> _LongTable:
     """Group and check a long table's standardised columns: the part every source shares."""
     if n == 0:
         raise DataFormatError(f"{label} has no data rows (only a header); re-export it or pass another --data")
@@ -412,11 +435,22 @@ def _build_long_table(columns: dict[str, object], n: int, raw: pd.DataFrame | pa
         # converted column once gathered, so the peak stays near one copy of the data.
         raw = None
     # One gather per column puts each coin's rows together, oldest first when clean.
-    grouped = {name: (converted.pop(name) if everything_clean else converted[name])[permutation]
-               for name in COLUMNS}
-    extra = None if everything_clean else {name: values for name, values in converted.items()
-                                            if name not in COLUMNS and name != "_row"}
-    return _LongTable(names=names, index={name: i for i, name in enumerate(names)}, starts=starts,
-                      stops=stops, clean=clean, columns=grouped, layout=layout,
-                      permutation=None if everything_clean else permutation, extra=extra,
-                      raw=raw, warnings=found)
+    grouped = {name: (converted.pop(name) if everything_clean else converted[name])[permutation] for name in COLUMNS}
+    extra = (
+        None
+        if everything_clean
+        else {name: values for name, values in converted.items() if name not in COLUMNS and name != "_row"}
+    )
+    return _LongTable(
+        names=names,
+        index={name: i for i, name in enumerate(names)},
+        starts=starts,
+        stops=stops,
+        clean=clean,
+        columns=grouped,
+        layout=layout,
+        permutation=None if everything_clean else permutation,
+        extra=extra,
+        raw=raw,
+        warnings=found,
+    )

@@ -39,7 +39,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -126,8 +126,10 @@ class PriceStore:
             raise PriceStoreError(f"--store {str(self.root)!r} is a file; give a folder (it is created if missing)")
         manifest = self.root / MANIFEST
         if manifest.exists() and not is_price_store(self.root):
-            raise PriceStoreError(f"{manifest} exists but is not a crypto_ml price store's manifest; "
-                                  "pick an empty or new folder for --store")
+            raise PriceStoreError(
+                f"{manifest} exists but is not a crypto_ml price store's manifest; "
+                "pick an empty or new folder for --store"
+            )
 
     def __repr__(self) -> str:
         return f"PriceStore({str(self.root)!r})"
@@ -144,16 +146,22 @@ class PriceStore:
         except (OSError, ValueError) as exc:
             raise PriceStoreError(f"{path} cannot be read ({exc}); restore it, or fetch into a new --store") from None
         if manifest.get("version") != _VERSION:
-            raise PriceStoreError(f"{path} is version {manifest.get('version')!r}; this crypto_ml reads version "
-                                  f"{_VERSION}: upgrade crypto_ml, or fetch into a new --store")
+            raise PriceStoreError(
+                f"{path} is version {manifest.get('version')!r}; this crypto_ml reads version "
+                f"{_VERSION}: upgrade crypto_ml, or fetch into a new --store"
+            )
         return manifest
 
     def entries(self, exchange: str | None = None, symbol: str | None = None) -> list[dict[str, Any]]:
         """Manifest entries, optionally of one exchange and symbol, oldest year first."""
-        return sorted((entry for entry in self.manifest()["files"]
-                       if (exchange is None or entry["exchange"] == exchange)
-                       and (symbol is None or entry["symbol"] == symbol)),
-                      key=lambda entry: (entry["exchange"], entry["symbol"], entry["year"]))
+        return sorted(
+            (
+                entry
+                for entry in self.manifest()["files"]
+                if (exchange is None or entry["exchange"] == exchange) and (symbol is None or entry["symbol"] == symbol)
+            ),
+            key=lambda entry: (entry["exchange"], entry["symbol"], entry["year"]),
+        )
 
     def data_hash(self) -> str:
         """sha256 of the live files' names and hashes: equal stores hash equal, any changed candle changes it."""
@@ -176,12 +184,16 @@ class PriceStore:
         try:
             data = path.read_bytes()
         except OSError as exc:
-            raise PriceStoreError(f"{path} is listed in {self.root / MANIFEST} but cannot be read ({exc.strerror}); "
-                                  "fetch again into a new --store, or restore the file") from None
+            raise PriceStoreError(
+                f"{path} is listed in {self.root / MANIFEST} but cannot be read ({exc.strerror}); "
+                "fetch again into a new --store, or restore the file"
+            ) from None
         digest = hashlib.sha256(data).hexdigest()
         if digest != entry["sha256"]:
-            raise PriceStoreError(f"{path} changed since it was written (sha256 {digest[:12]} != manifest's "
-                                  f"{entry['sha256'][:12]}); restore it, or delete the store and fetch again")
+            raise PriceStoreError(
+                f"{path} changed since it was written (sha256 {digest[:12]} != manifest's "
+                f"{entry['sha256'][:12]}); restore it, or delete the store and fetch again"
+            )
         return pq.read_table(io.BytesIO(data))
 
     def read(self, exchange: str | None = None, symbol: str | None = None) -> pa.Table:
@@ -209,8 +221,9 @@ class PriceStore:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def write(self, exchange: str, symbol: str, candles: Candles, since: str,
-              fetched_at: datetime | None = None) -> WriteSummary:
+    def write(
+        self, exchange: str, symbol: str, candles: Candles, since: str, fetched_at: datetime | None = None
+    ) -> WriteSummary:
         """Merge ``candles`` into the store, committing this symbol's new files in one manifest rename.
 
         ``since`` is the first day that was asked for (ISO): the store records the
@@ -224,7 +237,7 @@ class PriceStore:
         """
         import pyarrow as pa
 
-        fetched_at = fetched_at or datetime.now(timezone.utc)
+        fetched_at = fetched_at or datetime.now(UTC)
         summary = WriteSummary()
         with self._locked():
             manifest = self.manifest()
@@ -237,8 +250,14 @@ class PriceStore:
             added: list[dict[str, Any]] = []
             for year in np.unique(years):
                 mask = years == year
-                old_entry = next((entry for entry in live.values() if entry["exchange"] == exchange
-                                  and entry["symbol"] == symbol and entry["year"] == int(year)), None)
+                old_entry = next(
+                    (
+                        entry
+                        for entry in live.values()
+                        if entry["exchange"] == exchange and entry["symbol"] == symbol and entry["year"] == int(year)
+                    ),
+                    None,
+                )
                 old = self._read_file(old_entry).to_pydict() if old_entry else None
                 merged, new_rows, changed = self._merge(exchange, symbol, old, candles, mask, fetched_at)
                 if not new_rows and not changed:
@@ -250,14 +269,25 @@ class PriceStore:
                 pq.write_table(table, sink, compression="zstd")
                 data = sink.getvalue()
                 digest = hashlib.sha256(data).hexdigest()
-                relative = f"{_symbol_folder(exchange)}/{_symbol_folder(symbol)}/{int(year)}-{digest[:_NAME_HASH]}.parquet"
+                relative = (
+                    f"{_symbol_folder(exchange)}/{_symbol_folder(symbol)}/{int(year)}-{digest[:_NAME_HASH]}.parquet"
+                )
                 target = self.root / relative
                 target.parent.mkdir(parents=True, exist_ok=True)
                 _write_atomic(target, data)
                 days = merged["date"]
-                added.append({"path": relative, "exchange": exchange, "symbol": symbol, "year": int(year),
-                              "sha256": digest, "rows": len(days), "first": min(days).isoformat(),
-                              "last": max(days).isoformat()})
+                added.append(
+                    {
+                        "path": relative,
+                        "exchange": exchange,
+                        "symbol": symbol,
+                        "year": int(year),
+                        "sha256": digest,
+                        "rows": len(days),
+                        "first": min(days).isoformat(),
+                        "last": max(days).isoformat(),
+                    }
+                )
                 if old_entry:
                     replaced.append(old_entry)
                 summary.new_rows += new_rows
@@ -270,31 +300,47 @@ class PriceStore:
                 live.pop(entry["path"])
             for entry in added:
                 live[entry["path"]] = entry
-            manifest = {"format": STORE_FORMAT, "version": _VERSION,
-                        "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                        "files": sorted(live.values(), key=lambda e: (e["exchange"], e["symbol"], e["year"])),
-                        "coverage": dict(sorted(coverage.items()))}
+            manifest = {
+                "format": STORE_FORMAT,
+                "version": _VERSION,
+                "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "files": sorted(live.values(), key=lambda e: (e["exchange"], e["symbol"], e["year"])),
+                "coverage": dict(sorted(coverage.items())),
+            }
             _write_atomic(self.root / MANIFEST, json.dumps(manifest, indent=1).encode())
             self._remove_unlisted({entry["path"] for entry in manifest["files"]})
         return summary
 
-    def _merge(self, exchange: str, symbol: str, old: dict[str, list] | None, candles: Candles,
-               mask: np.ndarray, fetched_at: datetime) -> tuple[dict[str, list], int, int]:
+    def _merge(
+        self,
+        exchange: str,
+        symbol: str,
+        old: dict[str, list] | None,
+        candles: Candles,
+        mask: np.ndarray,
+        fetched_at: datetime,
+    ) -> tuple[dict[str, list], int, int]:
         """One year's rows: the stored ones, updated by ``candles[mask]``; with counts of new and changed rows."""
         rows: dict[Any, dict[str, Any]] = {}
         if old:
             for i, day in enumerate(old["date"]):
                 rows[day] = {name: old[name][i] for name in old}
         new_rows = changed = 0
-        for i in np.flatnonzero(mask):
-            day = candles.day[i].astype(object)
-            values = {name: float(getattr(candles, name)[i]) for name in _PRICE_COLUMNS}
+        for row in np.flatnonzero(mask):
+            day = candles.day[row].astype(object)
+            values = {name: float(getattr(candles, name)[row]) for name in _PRICE_COLUMNS}
             stored = rows.get(day)
             if stored is not None:
                 if all(stored[name] == values[name] for name in _PRICE_COLUMNS):
                     continue
-                logger.warning("%s %s %s: changed upstream (close %r -> %r); the stored candle is replaced",
-                               exchange, symbol, day, stored["close"], values["close"])
+                logger.warning(
+                    "%s %s %s: changed upstream (close %r -> %r); the stored candle is replaced",
+                    exchange,
+                    symbol,
+                    day,
+                    stored["close"],
+                    values["close"],
+                )
                 changed += 1
             else:
                 new_rows += 1
@@ -319,9 +365,15 @@ class PriceStore:
 def _schema() -> pa.Schema:
     import pyarrow as pa
 
-    return pa.schema([("exchange", pa.string()), ("symbol", pa.string()), ("date", pa.date32()),
-                      *[(name, pa.float64()) for name in _PRICE_COLUMNS],
-                      ("fetched_at", pa.timestamp("ms", tz="UTC"))])
+    return pa.schema(
+        [
+            ("exchange", pa.string()),
+            ("symbol", pa.string()),
+            ("date", pa.date32()),
+            *[(name, pa.float64()) for name in _PRICE_COLUMNS],
+            ("fetched_at", pa.timestamp("ms", tz="UTC")),
+        ]
+    )
 
 
 def _empty_table() -> pa.Table:
