@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 #
-# crypto_ml worker image: one image (the `stats` extra, by default) runs light
-# workers, Flower and the manager; the same file with EXTRAS=deep,stats builds
+# crypto_ml worker image: one image (the `stats` and `exchanges` extras, by default)
+# runs light workers, Flower, the manager and `crypto-ml data fetch`; the same file
+# with EXTRAS=deep,stats builds
 # the heavy (TensorFlow) worker image.
 #
 #   docker build -t crypto-ml:0.1.0 .                                        # light workers, Flower, manager
@@ -27,11 +28,11 @@ RUN python -m build --wheel --outdir /dist
 # --- runtime: the installed wheel, run by an unprivileged user ----------------
 FROM ${PYTHON_IMAGE} AS runtime
 # Extras to install with the wheel, a comma-separated list (pip reads
-# crypto_ml-*.whl[deep,stats]): "stats" for light workers, Flower and the manager
-# (statsforecast and arch, for the garch, ets, theta and arima models, which run on
-# the light queue); "deep,stats" for the heavy queue (TensorFlow is ~600 MB and only
-# heavy workers import it). "" installs the core alone.
-ARG EXTRAS="stats"
+# crypto_ml-*.whl[deep,stats]): "stats,exchanges" for light workers, Flower and the
+# manager (statsforecast and arch, for the garch, ets, theta and arima models, which
+# run on the light queue; ccxt, for `crypto-ml data fetch`); "deep,stats" for the heavy
+# queue (TensorFlow is ~600 MB and only heavy workers import it). "" installs the core alone.
+ARG EXTRAS="stats,exchanges"
 # A fixed UID/GID (10001, outside the ranges distributions give to system and
 # login users) so Kubernetes' runAsUser/fsGroup in k8s/ can name it. /results
 # (the manager's files) and /models (the model store, which every worker must

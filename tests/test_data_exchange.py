@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 
+from crypto_ml.data.exchange import DAY_MS, ExchangeSource, RetryPolicy
 from crypto_ml.exceptions import (
     DataFormatError,
     ExchangeResponseError,
@@ -16,13 +18,17 @@ from crypto_ml.exceptions import (
     UnknownSymbolError,
 )
 
-pytest.importorskip("ccxt", reason="the exchanges extra (ccxt) is not installed: pip install 'crypto-ml[exchanges]'")
-
-from crypto_ml.data.exchange import DAY_MS, ExchangeSource, RetryPolicy
-
+from conftest import skip_or_fail
 from fake_binance import FakeBinance, Listing, day_ms
 
 NOW = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def needs_ccxt():
+    """These tests drive ccxt; without the exchanges extra they skip (fail under CRYPTO_ML_REQUIRE_SERVICES=1)."""
+    if importlib.util.find_spec("ccxt") is None:
+        skip_or_fail("ccxt is not installed; install the exchanges extra: pip install -e '.[exchanges]'")
 
 
 @pytest.fixture(autouse=True)

@@ -5,6 +5,7 @@ The fetch runs as users run it, a real ``crypto-ml`` subprocess, so killing it i
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -16,11 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-pytest.importorskip("ccxt", reason="the exchanges extra (ccxt) is not installed: pip install 'crypto-ml[exchanges]'")
-
 from crypto_ml.data import CryptoLoader
 from crypto_ml.data.store import PriceStore
 
+from conftest import skip_or_fail
 from fake_binance import DAY_MS, FakeBinance, Listing, day_ms
 
 NOW = datetime(2024, 3, 10, 15, 30, tzinfo=UTC)
@@ -33,6 +33,13 @@ def listings():
         Listing("ETH", "USDT", "2022-03-01", 2_500.0, 5e9),
         Listing("SOL", "USDT", "2022-01-01", 100.0, 2e9, gaps=("2023-02-10", "2023-02-11")),
     ]
+
+
+@pytest.fixture(autouse=True)
+def needs_ccxt():
+    """These tests drive ccxt; without the exchanges extra they skip (fail under CRYPTO_ML_REQUIRE_SERVICES=1)."""
+    if importlib.util.find_spec("ccxt") is None:
+        skip_or_fail("ccxt is not installed; install the exchanges extra: pip install -e '.[exchanges]'")
 
 
 @pytest.fixture

@@ -528,7 +528,9 @@ def test_compose_workers_wait_out_the_task_hard_time_limit(compose, service, mon
 def test_compose_heavy_worker_has_tensorflow_one_slot_and_room(compose):
     heavy, light = compose["services"]["worker-heavy"], compose["services"]["worker"]
     assert set(heavy["build"]["args"]["EXTRAS"].split(",")) == {"deep", "stats"}
-    assert light["build"]["args"]["EXTRAS"] == "stats", "the light queue runs garch, ets, theta and arima"
+    assert set(light["build"]["args"]["EXTRAS"].split(",")) == {"stats", "exchanges"}, (
+        "the light queue runs garch, ets, theta and arima; the manager runs `data fetch`"
+    )
     assert parse_celery(heavy["command"])[1]["concurrency"] == 1
     limits = heavy["deploy"]["resources"]["limits"]
     assert compose_memory(limits["memory"]) >= 2 * 2**30
@@ -953,7 +955,9 @@ def test_dockerfile_is_multi_stage_non_root_with_a_worker_healthcheck():
     users = [a for k, a in runtime if k == "USER"]
     assert users and users[-1].split(":")[0] == str(APP_UID), "the final image runs as the fixed non-root UID"
     [extras] = [a.split("=", 1)[1].strip('"') for k, a in runtime if k == "ARG" and a.startswith("EXTRAS=")]
-    assert extras == "stats", "by default the light image: the light queue runs garch, ets, theta and arima"
+    assert set(extras.split(",")) == {"stats", "exchanges"}, (
+        "by default the light image: the light queue runs garch, ets, theta and arima; the manager fetches prices"
+    )
     [healthcheck] = [a for k, a in runtime if k == "HEALTHCHECK"]
     [cmd] = [a for k, a in runtime if k == "CMD"]
     probe = dockerfile_exec_form(healthcheck.split(" CMD ", 1)[1])
@@ -1147,7 +1151,7 @@ def test_conda_environment_matches_pyproject():
 
     project = PYPROJECT["project"]
     extras = project["optional-dependencies"]
-    wanted = [*project["dependencies"], *extras["deep"], *extras["stats"]]
+    wanted = [*project["dependencies"], *extras["deep"], *extras["stats"], *extras["exchanges"]]
     for line in wanted:
         requirement = Requirement(line)
         for name in [requirement.name, *requirement.extras]:

@@ -94,6 +94,25 @@ def _gaps(days: np.ndarray) -> tuple[int, int]:
     return int((steps > 1).sum()), int((steps[steps > 1] - 1).sum())
 
 
+def _describe_stored(entry: SymbolFetch, stored: Any, exchange: str) -> None:
+    """Fill ``entry``'s stored date range and gaps from the symbol's stored candles (an Arrow table)."""
+    if not stored.num_rows:
+        return
+    days = stored.column("date").to_numpy().astype("datetime64[D]")
+    entry.first, entry.last = str(days[0]), str(days[-1])
+    entry.gaps, entry.missing_days = _gaps(days)
+    if entry.gaps:
+        logger.warning(
+            "%s %s: %d gap(s), %d day(s) with no candle between %s and %s; they are not filled",
+            exchange,
+            entry.symbol,
+            entry.gaps,
+            entry.missing_days,
+            entry.first,
+            entry.last,
+        )
+
+
 def _day_number(day: str) -> int:
     """Days since the epoch of an ISO day."""
     return int(np.datetime64(day, "D").astype(np.int64))
@@ -184,25 +203,11 @@ def fetch_prices(
             entry.pages = candles.pages
             written = price_store.write(exchange, symbol, candles, since=str(np.datetime64(since_ms // DAY_MS, "D")))
             entry.new_rows, entry.replaced_rows = written.new_rows, written.replaced_rows
+            _describe_stored(entry, price_store.read(exchange, symbol), exchange)
         except CryptoMLError as exc:
             entry.status, entry.error_type, entry.error = "failed", type(exc).__name__, str(exc)
             logger.warning("%s %s: %s", exchange, requested, exc)
             if getattr(exc, "stop_all", False):
                 stop_reason = exc
-        stored = price_store.read(exchange, entry.symbol)
-        if stored.num_rows:
-            days = stored.column("date").to_numpy().astype("datetime64[D]")
-            entry.first, entry.last = str(days[0]), str(days[-1])
-            entry.gaps, entry.missing_days = _gaps(days)
-            if entry.gaps:
-                logger.warning(
-                    "%s %s: %d gap(s), %d day(s) with no candle between %s and %s; they are not filled",
-                    exchange,
-                    entry.symbol,
-                    entry.gaps,
-                    entry.missing_days,
-                    entry.first,
-                    entry.last,
-                )
         notify("done", requested, entry.new_rows)
     return report
