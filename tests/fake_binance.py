@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -116,6 +117,13 @@ class FakeBinance(ThreadingHTTPServer):
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client that gave up (a timeout under test, a killed fetch) or a reset we made
+        # ourselves: expected here, so no traceback on stderr. Anything else is still printed.
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
 
     def fail(self, path: str, **kwargs: object) -> Fault:
         """Script a fault (see :class:`Fault`) and return it."""
