@@ -133,9 +133,9 @@ def run(
         horizon: Steps forecast.
     """
     from crypto_ml.celery_app import LIGHT_QUEUE
-    from crypto_ml.celery_engine import CeleryEngine
     from crypto_ml.config import get_settings
     from crypto_ml.engines import LocalEngine
+    from crypto_ml.engines.celery import CeleryEngine
 
     from .workers import BenchWorker, broker_problem, check_queue
 

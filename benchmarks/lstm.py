@@ -211,8 +211,8 @@ def run(
             ``memory_tasks``; memory grows with the models built, not their epochs.
     """
     from crypto_ml.celery_app import HEAVY_QUEUE
-    from crypto_ml.celery_engine import CeleryEngine
     from crypto_ml.data_loader import CryptoLoader
+    from crypto_ml.engines.celery import CeleryEngine
     from crypto_ml.manager import CryptoManager
     from crypto_ml.models.lstm import LSTMModel
 

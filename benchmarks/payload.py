@@ -24,7 +24,7 @@ def _formats(prices: np.ndarray) -> dict[str, dict[str, Any]]:
     """Each format's encoder and decoder, applied to ``prices``."""
     from kombu.serialization import dumps, loads
 
-    from crypto_ml.celery_engine import to_json_safe
+    from crypto_ml.engines.celery import to_json_safe
 
     def json_encode() -> bytes | str:
         # What CeleryEngine does to a payload before send_task, then kombu's json serializer.

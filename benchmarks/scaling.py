@@ -38,8 +38,8 @@ def run(
         processes: Pool sizes to compare; the first is the baseline.
     """
     from crypto_ml.celery_app import HEAVY_QUEUE
-    from crypto_ml.celery_engine import CeleryEngine
     from crypto_ml.data_loader import CryptoLoader
+    from crypto_ml.engines.celery import CeleryEngine
     from crypto_ml.manager import CryptoManager
     from crypto_ml.models.lstm import LSTMModel
 

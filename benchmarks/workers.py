@@ -133,7 +133,7 @@ class BenchWorker:
         Raises:
             RuntimeError: it exited or did not answer within ``timeout`` seconds (the log's tail says why).
         """
-        from crypto_ml.celery_engine import ping_workers
+        from crypto_ml.engines.celery import ping_workers
 
         # WARNING is Celery's default level, as in the documented deployment: INFO
         # would add a log line per task to every figure.

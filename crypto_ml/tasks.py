@@ -1,31 +1,44 @@
-"""Celery tasks: thin wrappers that call plain functions with JSON payloads."""
+"""Celery tasks: thin wrappers that call plain functions with JSON payloads.
+
+Each batch task returns ``{"node": worker node name, "records": [...]}``: the
+records are what the plain function returned, and the node lets the producer
+log which worker ran each batch (Celery's result keeps no worker name unless
+``result_extended`` stores every payload a second time).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import evaluation, forecasting, training
 from .celery_app import app
 
+if TYPE_CHECKING:
+    from celery import Task
+
 __all__ = ["forecast_batch", "train_batch", "backtest_batch", "noop"]
 
 
-@app.task(name="crypto_ml.forecast_batch")
-def forecast_batch(payload: dict[str, Any]) -> list[dict[str, Any]]:
+def _from_node(task: Task, records: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"node": task.request.hostname, "records": records}
+
+
+@app.task(name="crypto_ml.forecast_batch", bind=True)
+def forecast_batch(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
     """Forecast a batch of series; see ``crypto_ml.forecasting.forecast_batch``."""
-    return forecasting.forecast_batch(payload)
+    return _from_node(self, forecasting.forecast_batch(payload))
 
 
-@app.task(name="crypto_ml.train_batch")
-def train_batch(payload: dict[str, Any]) -> list[dict[str, Any]]:
+@app.task(name="crypto_ml.train_batch", bind=True)
+def train_batch(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
     """Train and store models; see ``crypto_ml.training.train_batch``."""
-    return training.train_batch(payload)
+    return _from_node(self, training.train_batch(payload))
 
 
-@app.task(name="crypto_ml.backtest_batch")
-def backtest_batch(payload: dict[str, Any]) -> list[dict[str, Any]]:
+@app.task(name="crypto_ml.backtest_batch", bind=True)
+def backtest_batch(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
     """Backtest a batch of series; see ``crypto_ml.evaluation.backtest_batch``."""
-    return evaluation.backtest_batch(payload)
+    return _from_node(self, evaluation.backtest_batch(payload))
 
 
 @app.task(name="crypto_ml.noop")

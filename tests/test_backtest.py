@@ -215,7 +215,7 @@ def test_validate_request_adds_the_benchmark_and_checks_every_name():
 
 
 def test_heavy_models_anywhere_in_a_backtest_route_it_to_the_heavy_queue(monkeypatch):
-    from crypto_ml.celery_engine import queue_for_payload
+    from crypto_ml.engines.celery import queue_for_payload
     from crypto_ml.models import registry
 
     monkeypatch.setattr(registry, "HEAVY_MODELS", frozenset({"deepnet"}))

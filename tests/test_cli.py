@@ -245,7 +245,7 @@ def test_real_dataset_list_reports_duplicates_and_the_summary_file(real_data_dir
 @pytest.mark.broker
 @pytest.mark.realdata
 def test_real_dataset_through_two_celery_workers(start_worker, real_data_dir, tmp_path):
-    from test_celery_engine import task_totals
+    from test_engines_celery import task_totals
 
     w1, w2 = start_worker("cli1"), start_worker("cli2")
     before = task_totals([w1.node, w2.node])

@@ -57,7 +57,7 @@ def pool_children(pid: int) -> list[int]:
 @pytest.mark.deep
 @pytest.mark.slow
 def test_heavy_worker_imports_tensorflow_once_and_stays_bounded(start_worker, synth_dir, tmp_path):
-    from crypto_ml.celery_engine import CeleryEngine
+    from crypto_ml.engines.celery import CeleryEngine
 
     worker = start_worker("heavy", queues="crypto_ml.heavy", concurrency=1)
     manager = CryptoManager(CryptoLoader(synth_dir), engine=CeleryEngine(workers=1))

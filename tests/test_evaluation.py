@@ -308,7 +308,7 @@ def test_cli_backtest_bad_requests_exit_2(args, message, tmp_path):
 
 @pytest.mark.broker
 def test_celery_and_local_give_the_same_backtest(start_worker, synth_dir):
-    from crypto_ml.celery_engine import CeleryEngine
+    from crypto_ml.engines.celery import CeleryEngine
 
     start_worker("backtest", concurrency=2)
     loader = CryptoLoader(synth_dir)

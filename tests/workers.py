@@ -88,7 +88,7 @@ class WorkerProcess:
 
 def wait_for_nodes(nodes: list[str], timeout: float = 60.0) -> dict[str, int]:
     """Wait until every node answers; return the answering nodes and their pool sizes."""
-    from crypto_ml.celery_engine import ping_workers
+    from crypto_ml.engines.celery import ping_workers
 
     deadline = time.monotonic() + timeout
     answering: dict[str, int] = {}

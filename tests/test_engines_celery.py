@@ -10,9 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from crypto_ml.celery_engine import CeleryEngine, ping_workers, queue_for_payload, to_json_safe
 from crypto_ml.data_loader import CryptoLoader
 from crypto_ml.engines import resolve_engine
+from crypto_ml.engines.celery import CeleryEngine, ping_workers, queue_for_payload, task_label, to_json_safe
 from crypto_ml.manager import CryptoManager
 from crypto_ml.synthetic import generate_dataset
 
@@ -130,6 +130,34 @@ def test_a_batch_is_spread_over_two_workers(start_worker, synth_dir):
     done = {node: after[node] - before[node] for node in after}
     assert sum(done.values()) >= 12  # more only if an earlier run left messages queued
     assert all(count > 0 for count in done.values()), done
+
+
+def test_task_labels_name_the_model_and_the_coins_a_task_holds():
+    series = [{"coin": coin} for coin in ("bitcoin", "ethereum", "ripple")]
+    assert task_label("forecast_batch", {"model": "svr_rbf", "series": series}) == (
+        "forecast_batch[svr_rbf: bitcoin … +2 coins]"
+    )
+    assert task_label("backtest_batch", {"models": ["naive", "ewma"], "series": series[:2]}) == (
+        "backtest_batch[naive,ewma: bitcoin … +1 coin]"
+    )
+    assert task_label("train_batch", {"model": "lstm", "series": series[:1]}) == "train_batch[lstm: bitcoin]"
+
+
+def test_operators_see_the_coins_of_each_task_and_the_node_that_ran_it(start_worker, synth_dir, caplog):
+    import logging
+
+    worker = start_worker("labels")
+    with caplog.at_level(logging.INFO, logger="crypto_ml.engines"):
+        run = CryptoManager(CryptoLoader(synth_dir), engine=CeleryEngine(workers=1), batch_size=4).send_tasks(
+            "naive", verbose=False
+        )
+    assert len(run.ok) == 12
+    ran_on = [r.getMessage() for r in caplog.records if "ran on" in r.getMessage()]
+    assert len(ran_on) == 3 and all(message.endswith(f"ran on {worker.node}") for message in ran_on)
+    names = sorted(run.results[i].coin for i in range(0, 12, 4))
+    log = worker.log()
+    for first in names:
+        assert f"forecast_batch[naive: {first} … +3 coins]" in log, log[-2000:]
 
 
 def test_a_bad_coin_fails_alone_through_the_broker(start_worker, synth_dir, tmp_path):

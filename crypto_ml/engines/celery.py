@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 from kombu.utils.url import maybe_sanitize_url
 
-from .engines import Engine, TaskFunction, TaskOutcome
-from .exceptions import EngineError
+from ..exceptions import EngineError
+from .base import Engine, TaskFunction, TaskOutcome
 
-__all__ = ["CeleryEngine", "ping_workers", "queue_for_payload", "to_json_safe"]
+__all__ = ["CeleryEngine", "ping_workers", "queue_for_payload", "task_label", "to_json_safe"]
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +27,8 @@ def ping_workers(timeout: float = 1.0, broker_url: str | None = None) -> dict[st
     Returns:
         ``{node name: processes}``; empty when the broker or every worker is silent.
     """
-    from .celery_app import app
-    from .config import get_settings
+    from ..celery_app import app
+    from ..config import get_settings
 
     url = broker_url or get_settings().broker_url
     try:
@@ -48,8 +48,8 @@ def queue_for_payload(payload: dict[str, Any]) -> str:
     A payload with several ``models`` (a backtest) is heavy if any of them is:
     a light worker may not have the deep-learning libraries at all.
     """
-    from .celery_app import HEAVY_QUEUE, LIGHT_QUEUE
-    from .models.registry import is_heavy
+    from ..celery_app import HEAVY_QUEUE, LIGHT_QUEUE
+    from ..models.registry import is_heavy
 
     names = [name for name in (*(payload.get("models") or []), payload.get("model")) if name]
     return HEAVY_QUEUE if any(is_heavy(name) for name in names) else LIGHT_QUEUE
@@ -80,7 +80,7 @@ class CeleryEngine(Engine):
     name = "celery"
 
     def __init__(self, workers: int | None = None, timeout: float | None = None) -> None:
-        from .config import get_settings
+        from ..config import get_settings
 
         if workers is None:
             workers = sum(ping_workers(get_settings().probe_timeout).values())
@@ -91,13 +91,18 @@ class CeleryEngine(Engine):
         from celery.exceptions import TimeoutError as CeleryTimeoutError
         from celery.result import ResultSet
 
-        from .celery_app import app
+        from ..celery_app import app
 
         if not payloads:
             return
         task_name = f"crypto_ml.{function.__name__}"
         sent = [
-            app.send_task(task_name, args=[to_json_safe(payload)], queue=queue_for_payload(payload))
+            app.send_task(
+                task_name,
+                args=[to_json_safe(payload)],
+                queue=queue_for_payload(payload),
+                shadow=task_label(function.__name__, payload),
+            )
             for payload in payloads
         ]
         index_of = {result.id: index for index, result in enumerate(sent)}
@@ -108,7 +113,7 @@ class CeleryEngine(Engine):
                     continue
                 pending.discard(task_id)
                 if meta.get("status") == "SUCCESS":
-                    yield index_of[task_id], meta["result"]
+                    yield index_of[task_id], _records(meta["result"], task_id, index_of[task_id])
                 else:
                     yield index_of[task_id], _task_error(meta)
         except CeleryTimeoutError:
@@ -121,6 +126,29 @@ class CeleryEngine(Engine):
                         "raise CRYPTO_ML_TASK_TIMEOUT or add workers"
                     ),
                 )
+
+
+def task_label(function: str, payload: dict[str, Any]) -> str:
+    """A task's name in Flower and the worker logs: what it runs and which coins it holds.
+
+    ``forecast_batch[svr_rbf: bitcoin … +24 coins]``, so an operator can tell which
+    coins a stuck task holds (Celery's ``shadow``).
+    """
+    models = payload.get("models") or [payload.get("model")]
+    model = ",".join(str(name) for name in models if name) or "?"
+    coins = [str(item.get("coin")) for item in payload.get("series") or []]
+    if not coins:
+        return f"{function}[{model}]"
+    rest = f" … +{len(coins) - 1} coin{'s' if len(coins) > 2 else ''}" if len(coins) > 1 else ""
+    return f"{function}[{model}: {coins[0]}{rest}]"
+
+
+def _records(result: Any, task_id: str, index: int) -> Any:
+    """A batch task's records, logging the worker node that ran it (see ``crypto_ml.tasks``)."""
+    if isinstance(result, dict) and "records" in result:
+        log.info("batch %d (task %s) ran on %s", index, task_id, result.get("node"))
+        return result["records"]
+    return result  # a worker of an older release: plain records, no node
 
 
 def _task_error(meta: dict[str, Any]) -> EngineError:
