@@ -61,6 +61,10 @@ app.conf.update(
     worker_send_task_events=True,
     task_send_sent_event=True,
     task_track_started=True,
+    # Heartbeats both ways every broker_heartbeat / 2 s: a worker whose host is cut off
+    # is dropped by RabbitMQ after about two missed intervals and its unacked tasks go to
+    # others (README "Across hosts"); a link that stalls longer than that is a false positive.
+    broker_heartbeat=_settings.broker_heartbeat,
     # Keep reconnecting after a broker restart instead of exiting.
     broker_connection_retry_on_startup=True,
     broker_connection_max_retries=None,

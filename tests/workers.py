@@ -20,6 +20,7 @@ class WorkerProcess:
         concurrency: Prefork processes.
         queues: Comma-separated queues; None consumes all of crypto_ml's.
         env: Extra environment variables.
+        prefix: A command that runs the worker elsewhere, e.g. ``ip netns exec HOST`` (tests/netbed.py).
     """
 
     def __init__(
@@ -29,16 +30,19 @@ class WorkerProcess:
         concurrency: int = 1,
         queues: str | None = None,
         env: dict[str, str] | None = None,
+        prefix: list[str] | None = None,
     ) -> None:
         self.node = f"{name}-{uuid.uuid4().hex[:6]}@{os.uname().nodename}"
         self.log_path = log_dir / f"{self.node.split('@')[0]}.log"
         self.concurrency = concurrency
         self.queues = queues
         self.env = {**os.environ, **(env or {})}
+        self.prefix = list(prefix or [])
         self.process: subprocess.Popen | None = None
 
     def start(self) -> WorkerProcess:
         command = [
+            *self.prefix,
             sys.executable,
             "-m",
             "celery",

@@ -1,0 +1,192 @@
+"""The cluster across hosts: workers and the producer on separate network namespaces, links cut mid-batch.
+
+Each scenario runs the producer as users do (``crypto-ml forecast --engine celery``) on a host of its
+own, and checks that every coin arrives exactly once, with the local engine's forecasts, and how long
+the last result took after the cut. See tests/netbed.py for the topology.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from netbed import NetworkBed, netns_unavailable_reason
+
+from crypto_ml.data import CryptoLoader
+from crypto_ml.manager import CryptoManager
+from crypto_ml.synthetic import generate_dataset
+
+from conftest import skip_or_fail
+from workers import WorkerProcess
+
+pytestmark = [pytest.mark.cluster, pytest.mark.broker, pytest.mark.slow]
+
+# About a second per coin on a quiet machine: a task of 2 coins is still running when its host is cut,
+# and the whole batch of 8 is a few seconds' work, so the time from the cut to the last result is
+# mostly the time RabbitMQ takes to notice. On log prices, so that no coin is refused for a fit that
+# would cross zero.
+MODEL, PARAMS = "svr_poly", {"C": 1000.0, "epsilon": 0.01, "log_prices": True}
+COINS, BATCH = 8, 2
+# What the issue asks of a cheap batch; the README explains where the time goes.
+REDELIVERY_BOUND_S = 60.0
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return generate_dataset(
+        COINS, tmp_path_factory.mktemp("cluster") / "coins", seed=5, min_points=1000, max_points=1000
+    )
+
+
+@pytest.fixture(scope="module")
+def expected(dataset):
+    run = CryptoManager(CryptoLoader(dataset), engine="local").send_tasks(MODEL, params=PARAMS, verbose=False)
+    return {r.coin: r.forecast for r in run}
+
+
+# The cluster's own RabbitMQ vhost: its workers never take another test's tasks, nor the reverse.
+VHOST = "crypto_ml_cluster"
+
+
+@pytest.fixture
+def bed(services):
+    reason = netns_unavailable_reason()
+    if reason:
+        skip_or_fail(reason)
+    for command in (["add_vhost", VHOST], ["set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*"]):
+        done = subprocess.run(["rabbitmqctl", *command], capture_output=True, text=True, timeout=60)
+        if done.returncode != 0 and "already exists" not in done.stderr + done.stdout:
+            skip_or_fail(f"rabbitmqctl {' '.join(command)} failed: {done.stderr.strip()}")
+    with NetworkBed(vhost=VHOST) as made:
+        yield made
+
+
+def ask(what: str) -> dict:
+    """One of Celery's inspect calls (``ping``, ``active``), over the machine's loopback to the cluster's vhost.
+
+    A Celery app of its own: crypto_ml's app is bound to the default vhost, and its
+    control replies do not come back over a connection to another one.
+    """
+    from celery import Celery
+
+    probe = Celery("cluster-probe", broker=f"amqp://guest:guest@127.0.0.1:5672/{VHOST}")
+    probe.conf.update(accept_content=["json"], task_serializer="json", result_serializer="json")
+    try:
+        return getattr(probe.control.inspect(timeout=1.0), what)() or {}
+    finally:
+        probe.close()
+
+
+def wait_for_nodes(bed, nodes: list[str], timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answering = ask("ping")
+        if all(node in answering for node in nodes):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{nodes} did not answer within {timeout:.0f} s")
+
+
+def start_workers(bed, tmp_path, names):
+    workers = {}
+    for name in names:
+        host = bed.add_host(name)
+        workers[name] = WorkerProcess(name, tmp_path, env=bed.env(), prefix=host.prefix()).start()
+        host.processes.append(workers[name].process)
+    wait_for_nodes(bed, [w.node for w in workers.values()])
+    return workers
+
+
+def start_producer(bed, dataset, out):
+    host = bed.add_host("producer")
+    params = [arg for key, value in PARAMS.items() for arg in ("-p", f"{key}={json.dumps(value)}")]
+    command = [
+        sys.executable,
+        "-m",
+        "crypto_ml",
+        "forecast",
+        "--engine",
+        "celery",
+        "--data",
+        str(dataset),
+        "--model",
+        MODEL,
+        *params,
+        "--batch-size",
+        str(BATCH),
+        "--transfer",
+        "inline",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    return host.run(command, env=bed.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_until_running(bed, node: str, timeout: float = 90.0) -> str:
+    """Wait until ``node`` runs a task; return that task's id."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        active = ask("active").get(node)
+        if active:
+            return active[0]["id"]
+    raise AssertionError(f"{node} never started a task")
+
+
+def assert_every_coin_once(out, expected) -> None:
+    results = json.loads(out.read_text())["results"]
+    counts = collections.Counter(record["coin"] for record in results)
+    assert set(counts) == set(expected) and set(counts.values()) == {1}, counts  # every coin, exactly once
+    for record in results:
+        assert record["status"] == "ok", record
+        assert record["forecast"] == pytest.approx(list(expected[record["coin"]]), rel=1e-12), record["coin"]
+
+
+def finish(producer) -> dict:
+    """Wait for the producer in a thread, noting when it ended: its last result came just before."""
+    import threading
+
+    ended: dict = {}
+
+    def wait() -> None:
+        ended["stdout"], ended["stderr"] = producer.communicate(timeout=300)
+        ended["at"] = time.monotonic()
+
+    ended["thread"] = threading.Thread(target=wait, daemon=True)
+    ended["thread"].start()
+    return ended
+
+
+@pytest.mark.parametrize("restored", [True, False], ids=["cut-and-restored", "cut-for-good"])
+def test_a_worker_host_cut_mid_batch_has_its_tasks_finished_elsewhere_within_a_minute(
+    bed, dataset, expected, tmp_path, restored
+):
+    workers = start_workers(bed, tmp_path, ["w1", "w2"])
+    out = tmp_path / "forecast.json"
+    producer = start_producer(bed, dataset, out)
+    ended = finish(producer)
+    held = wait_until_running(bed, workers["w1"].node)
+    cut_at = time.monotonic()
+    bed.cut("w1")
+    if restored:
+        ended["thread"].join(45)  # past the heartbeat bound: RabbitMQ has given w1's task to w2 by then
+        bed.restore("w1")
+    ended["thread"].join(300)
+    assert "at" in ended, "the producer did not finish"
+    finished_after = ended["at"] - cut_at
+    assert producer.returncode == 0, ended["stderr"][-3000:]
+    assert_every_coin_once(out, expected)
+    assert finished_after < REDELIVERY_BOUND_S, f"the last result came {finished_after:.0f} s after the cut"
+    assert f"{COINS} of {COINS} coins forecast" in ended["stderr"]
+    # What the operator sees: the survivor ran the task the cut host held (named for its coins), and
+    # the cut host's log says it lost the broker.
+    survivor_log = workers["w2"].log()
+    assert f"forecast_batch[{MODEL}: " in survivor_log and f"][{held}] received" in survivor_log
+    assert "Connection to broker lost" in workers["w1"].log()
+    print(f"cut -> last result: {finished_after:.1f} s")
+    if restored:
+        wait_for_nodes(bed, [workers["w1"].node], timeout=120)  # back in the cluster without a restart
