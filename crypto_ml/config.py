@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     worker_max_memory_mb: int = Field(default=1500, ge=0)
     # Seconds to wait for one task's result before reporting its coins as timed out.
     task_timeout: float = Field(default=600.0, gt=0)
+    # AMQP heartbeat, seconds: RabbitMQ drops a connection that sent nothing for about two of
+    # these, and requeues its unacked tasks for other workers. Celery's default, 120 s (and
+    # RabbitMQ's 60), kept a cut-off worker's tasks for ~3 minutes (measured: 172 s); 10 s
+    # bounds it to ~30 s, for a heartbeat frame every 5 s per connection. 0 turns them off.
+    broker_heartbeat: float = Field(default=10.0, ge=0)
     # Where `crypto-ml data fetch` keeps exchange candles (a price store folder).
     price_store: Path = Path.home() / ".cache" / "crypto_ml" / "prices"
     # Replaces the exchange's public REST origin (a mirror, a proxy, a local test server); None: the exchange's own.
