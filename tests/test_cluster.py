@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -101,7 +102,7 @@ def start_workers(bed, tmp_path, names):
     return workers
 
 
-def start_producer(bed, dataset, out):
+def start_producer(bed, dataset, out, batch: int = BATCH):
     host = bed.add_host("producer")
     params = [arg for key, value in PARAMS.items() for arg in ("-p", f"{key}={json.dumps(value)}")]
     command = [
@@ -117,7 +118,7 @@ def start_producer(bed, dataset, out):
         MODEL,
         *params,
         "--batch-size",
-        str(BATCH),
+        str(batch),
         "--transfer",
         "inline",
         "--out",
@@ -190,3 +191,38 @@ def test_a_worker_host_cut_mid_batch_has_its_tasks_finished_elsewhere_within_a_m
     print(f"cut -> last result: {finished_after:.1f} s")
     if restored:
         wait_for_nodes(bed, [workers["w1"].node], timeout=120)  # back in the cluster without a restart
+
+
+def test_a_worker_host_added_mid_batch_takes_a_share(bed, dataset, expected, tmp_path):
+    workers = start_workers(bed, tmp_path, ["w1"])
+    out = tmp_path / "forecast.json"
+    producer = start_producer(bed, dataset, out, batch=1)
+    ended = finish(producer)
+    wait_until_running(bed, workers["w1"].node)
+    workers.update(start_workers(bed, tmp_path, ["w2"]))
+    ended["thread"].join(300)
+    assert producer.returncode == 0, ended["stderr"][-3000:]
+    assert_every_coin_once(out, expected)
+    assert "] received" in workers["w2"].log(), "the host added mid-batch took no task"
+
+
+def test_the_brokers_host_restarted_mid_batch_loses_nothing(bed, dataset, expected, tmp_path):
+    if shutil.which("rabbitmqctl") is None:
+        skip_or_fail("rabbitmqctl is not available, so the broker cannot be restarted")
+    workers = start_workers(bed, tmp_path, ["w1", "w2"])
+    out = tmp_path / "forecast.json"
+    producer = start_producer(bed, dataset, out)
+    ended = finish(producer)
+    wait_until_running(bed, workers["w1"].node)
+    try:
+        stopped = subprocess.run(["rabbitmqctl", "stop_app"], capture_output=True, text=True, timeout=120)
+        assert stopped.returncode == 0, stopped.stderr
+        time.sleep(3)
+    finally:
+        started = subprocess.run(["rabbitmqctl", "start_app"], capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, started.stderr
+    ended["thread"].join(300)
+    assert producer.returncode == 0, ended["stderr"][-3000:]
+    assert_every_coin_once(out, expected)
+    for worker in workers.values():
+        assert "Connection to broker lost" in worker.log() and worker.alive()
