@@ -1,9 +1,10 @@
 """Celery tasks: thin wrappers that call plain functions with JSON payloads.
 
-Each batch task returns ``{"node": worker node name, "records": [...]}``: the
-records are what the plain function returned, and the node lets the producer
-log which worker ran each batch (Celery's result keeps no worker name unless
-``result_extended`` stores every payload a second time).
+Each batch task returns the plain function's records with one key added,
+``node``, the worker node that ran it: the producer logs it per batch and drops
+it (Celery's result keeps no worker name unless ``result_extended`` stores every
+payload a second time). The result stays a list of records, so producers and
+workers of different releases still understand each other.
 """
 
 from __future__ import annotations
@@ -19,24 +20,26 @@ if TYPE_CHECKING:
 __all__ = ["forecast_batch", "train_batch", "backtest_batch", "noop"]
 
 
-def _from_node(task: Task, records: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"node": task.request.hostname, "records": records}
+def _from_node(task: Task, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for record in records:
+        record["node"] = task.request.hostname
+    return records
 
 
 @app.task(name="crypto_ml.forecast_batch", bind=True)
-def forecast_batch(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
+def forecast_batch(self: Task, payload: dict[str, Any]) -> list[dict[str, Any]]:
     """Forecast a batch of series; see ``crypto_ml.forecasting.forecast_batch``."""
     return _from_node(self, forecasting.forecast_batch(payload))
 
 
 @app.task(name="crypto_ml.train_batch", bind=True)
-def train_batch(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
+def train_batch(self: Task, payload: dict[str, Any]) -> list[dict[str, Any]]:
     """Train and store models; see ``crypto_ml.training.train_batch``."""
     return _from_node(self, training.train_batch(payload))
 
 
 @app.task(name="crypto_ml.backtest_batch", bind=True)
-def backtest_batch(self: Task, payload: dict[str, Any]) -> dict[str, Any]:
+def backtest_batch(self: Task, payload: dict[str, Any]) -> list[dict[str, Any]]:
     """Backtest a batch of series; see ``crypto_ml.evaluation.backtest_batch``."""
     return _from_node(self, evaluation.backtest_batch(payload))
 

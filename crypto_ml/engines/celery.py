@@ -144,11 +144,14 @@ def task_label(function: str, payload: dict[str, Any]) -> str:
 
 
 def _records(result: Any, task_id: str, index: int) -> Any:
-    """A batch task's records, logging the worker node that ran it (see ``crypto_ml.tasks``)."""
-    if isinstance(result, dict) and "records" in result:
-        log.info("batch %d (task %s) ran on %s", index, task_id, result.get("node"))
-        return result["records"]
-    return result  # a worker of an older release: plain records, no node
+    """A batch task's records without the ``node`` each carries, logging that node (see ``crypto_ml.tasks``)."""
+    if not isinstance(result, list):
+        return result
+    nodes = {record.pop("node", None) for record in result if isinstance(record, dict)}
+    nodes.discard(None)  # a worker of an older release adds no node
+    if nodes:
+        log.info("batch %d (task %s) ran on %s", index, task_id, ", ".join(sorted(nodes)))
+    return result
 
 
 def _task_error(meta: dict[str, Any]) -> EngineError:
