@@ -147,6 +147,47 @@ def assert_every_coin_once(out, expected) -> None:
         assert record["forecast"] == pytest.approx(list(expected[record["coin"]]), rel=1e-12), record["coin"]
 
 
+def start_flower(tmp_path):
+    """Flower on this machine's loopback, watching the cluster's vhost, behind basic auth; returns (process, get)."""
+    import base64
+    import os
+    import socket
+    import urllib.request
+    import uuid
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    password = uuid.uuid4().hex
+    env = {
+        **os.environ,
+        "FLOWER_BASIC_AUTH": f"ops:{password}",
+        "CRYPTO_ML_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{VHOST}",
+    }
+    log = open(tmp_path / "flower.log", "wb")  # noqa: SIM115 - closed with the process by the bed's teardown
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "crypto_ml", "flower", f"--port={port}", "--address=127.0.0.1"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    token = base64.b64encode(f"ops:{password}".encode()).decode()
+
+    def get(path: str) -> dict:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Basic {token}"})
+        return json.loads(urllib.request.urlopen(request, timeout=15).read())
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            get("/api/workers")
+            return process, get
+        except OSError:
+            assert time.monotonic() < deadline, (tmp_path / "flower.log").read_text()
+            time.sleep(0.5)
+
+
 def finish(producer) -> dict:
     """Wait for the producer in a thread, noting when it ended: its last result came just before."""
     import threading
@@ -167,6 +208,8 @@ def test_a_worker_host_cut_mid_batch_has_its_tasks_finished_elsewhere_within_a_m
     bed, dataset, expected, tmp_path, restored
 ):
     workers = start_workers(bed, tmp_path, ["w1", "w2"])
+    flower, flower_get = start_flower(tmp_path)
+    bed.hosts["w1"].processes.append(flower)  # stopped with the bed, failures included
     out = tmp_path / "forecast.json"
     producer = start_producer(bed, dataset, out)
     ended = finish(producer)
@@ -188,6 +231,11 @@ def test_a_worker_host_cut_mid_batch_has_its_tasks_finished_elsewhere_within_a_m
     survivor_log = workers["w2"].log()
     assert f"forecast_batch[{MODEL}: " in survivor_log and f"][{held}] received" in survivor_log
     assert "Connection to broker lost" in workers["w1"].log()
+    # Flower's task list: the held task under its readable name, finished by the survivor.
+    task = flower_get(f"/api/task/info/{held}")
+    assert task["name"].startswith(f"forecast_batch[{MODEL}: ") and task["state"] == "SUCCESS", task
+    if not restored:
+        assert task["worker"] == workers["w2"].node, task
     print(f"cut -> last result: {finished_after:.1f} s")
     if restored:
         wait_for_nodes(bed, [workers["w1"].node], timeout=120)  # back in the cluster without a restart
