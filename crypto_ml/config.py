@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     # RabbitMQ's 60), kept a cut-off worker's tasks for ~3 minutes (measured: 172 s); 10 s
     # bounds it to ~30 s, for a heartbeat frame every 5 s per connection. 0 turns them off.
     broker_heartbeat: float = Field(default=10.0, ge=0)
+    # Where workers keep datasets they were sent by reference, parsed once into memory-mappable
+    # arrays keyed by the data's sha256: every other pool process (or worker on the same volume)
+    # maps them instead of parsing the file again, so a new process starts warm (a 500 MB Parquet
+    # file: seconds of parsing per process, versus milliseconds). Safe to delete at any time.
+    cache_dir: Path = Path.home() / ".cache" / "crypto_ml" / "datasets"
     # Where `crypto-ml data fetch` keeps exchange candles (a price store folder).
     price_store: Path = Path.home() / ".cache" / "crypto_ml" / "prices"
     # Replaces the exchange's public REST origin (a mirror, a proxy, a local test server); None: the exchange's own.

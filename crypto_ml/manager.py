@@ -49,6 +49,10 @@ class CryptoManager:
         engine: ``"auto"``, ``"local"``, ``"celery"``, an ``Engine``, or None for ``CRYPTO_ML_ENGINE``.
         batch_size: Series per task; None uses ``CRYPTO_ML_BATCH_SIZE`` or sizes batches to the engine.
         workers: Local engine processes; None uses every core.
+
+    The local engine keeps its process pool warm between calls: ``close()`` (or
+    ``with CryptoManager(...) as manager:``) stops it; otherwise it stops when
+    the engine is garbage-collected or the interpreter exits.
     """
 
     def __init__(
@@ -64,6 +68,17 @@ class CryptoManager:
         self._engine: Engine | None = None
         self.batch_size = batch_size
         self.workers = workers
+
+    def close(self) -> None:
+        """Release the engine's resources (the local engine's warm pool); a later call starts them again."""
+        if self._engine is not None:
+            self._engine.close()
+
+    def __enter__(self) -> CryptoManager:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def use_data(self, data: Any) -> None:
         """Forecast other prices from now on: a long-format DataFrame (see ``CryptoLoader.from_frame``) or a path.

@@ -46,10 +46,14 @@ def pytest_runtest_setup(item):
 @pytest.fixture(autouse=True)
 def isolated_settings(monkeypatch, tmp_path):
     """Every test starts from the documented defaults, whatever the developer's shell exports,
-    and never writes models into the developer's own store."""
+    and never writes models, datasets or prices into the developer's own folders."""
     for field in Settings.model_fields:
         monkeypatch.delenv(f"CRYPTO_ML_{field.upper()}", raising=False)
     monkeypatch.setenv("CRYPTO_ML_MODEL_STORE", str(tmp_path / "model-store"))
+    # Workers started by a test inherit these: datasets they cache, and frames sent by reference,
+    # stay in the test's own folder, never in the developer's ~/.cache.
+    monkeypatch.setenv("CRYPTO_ML_CACHE_DIR", str(tmp_path / "dataset-cache"))
+    monkeypatch.setenv("CRYPTO_ML_PRICE_STORE", str(tmp_path / "price-store"))
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

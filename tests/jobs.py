@@ -19,6 +19,24 @@ def square(payload: dict) -> dict:
     return {"x": payload["x"], "square": payload["x"] ** 2, "pid": os.getpid()}
 
 
+def where(payload: dict) -> list[dict]:
+    """One record per series naming the process that ran it.
+
+    Its payloads name a ``model`` (and may carry ``windows``), so the local engine
+    estimates their cost as it does a forecast's, without forecasting anything.
+    Raises for a batch holding a coin listed in ``fail_on``; with ``scribble``,
+    overwrites the prices it was sent, as a careless model might.
+    """
+    coins = [item["coin"] for item in payload["series"]]
+    failing = sorted(set(coins) & set(payload.get("fail_on") or []))
+    if failing:
+        raise ValueError(f"asked to fail on {failing[0]}")
+    if payload.get("scribble"):
+        for item in payload["series"]:
+            item["prices"][:] = -1.0
+    return [{"coin": coin, "pid": os.getpid()} for coin in coins]
+
+
 # --- models for backtest leakage tests (registered by tests through MODEL_REGISTRY as "jobs:Class") ---
 
 

@@ -90,7 +90,7 @@ def test_peer_tiny(options):
         for model in ("naive", "drift"):
             assert rows[model]["compared"] == 50
             assert rows[model]["max_rel_diff"] < 1e-9
-        assert len(document["targets"]) == 2
+        assert len(document["targets"]) == 4
 
 
 def test_intervals_tiny(options):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+# The Celery app reads the broker URL once, at import: import it here, under the real settings, so
+# the closed broker these tests set never becomes the app's default for the tests that follow.
+import crypto_ml.celery_app  # noqa: F401
 from crypto_ml.engines import LocalEngine, resolve_engine
 from crypto_ml.exceptions import EngineError, InvalidParameterError
 
