@@ -87,20 +87,20 @@ def test_a_write_killed_before_its_commit_leaves_the_store_as_it_was(tmp_path, m
     store.write("binance", "BTC/USDT", candles("2024-01-01", 10), since="2024-01-01")
     before = store.read().drop(["fetched_at"])
     manifest = (tmp_path / MANIFEST).read_bytes()
-    real_write = store_module._write_atomic
+    real_write = store_module.write_atomic
 
     def die_at_the_manifest(path, data):
         if path.name == MANIFEST:
             raise KeyboardInterrupt("killed between the data files and the commit")
         real_write(path, data)
 
-    monkeypatch.setattr(store_module, "_write_atomic", die_at_the_manifest)
+    monkeypatch.setattr(store_module, "write_atomic", die_at_the_manifest)
     with pytest.raises(KeyboardInterrupt):
         store.write("binance", "BTC/USDT", candles("2024-01-01", 20), since="2024-01-01")
     assert (tmp_path / MANIFEST).read_bytes() == manifest
     assert store.read().drop(["fetched_at"]).equals(before)  # the new file is there, but nobody reads it
     assert len(live_files(store)) == 2
-    monkeypatch.setattr(store_module, "_write_atomic", real_write)
+    monkeypatch.setattr(store_module, "write_atomic", real_write)
     store.write("binance", "BTC/USDT", candles("2024-01-01", 20), since="2024-01-01")
     assert store.read().num_rows == 20 and len(live_files(store)) == 1  # the orphan is swept
 

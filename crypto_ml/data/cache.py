@@ -54,13 +54,13 @@ import uuid
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from numbers import Integral
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import exceptions
+from .files import fsync_dir
 
 if TYPE_CHECKING:
     from .loader import CryptoLoader
@@ -212,25 +212,9 @@ def select(
     Raises:
         InvalidParameterError: a bad selection, with the loader's message.
     """
-    from .loader import _date_bound, _ns_day
+    from .loader import check_selection, selected_rows
 
-    if max_points is not None and (
-        isinstance(max_points, bool) or not isinstance(max_points, Integral) or max_points < 1
-    ):
-        raise exceptions.InvalidParameterError(
-            f"max_points={max_points!r} must be an integer >= 1 (or None for all rows)"
-        )
-    low_bound, high_bound = _date_bound(from_date, "from_date"), _date_bound(to_date, "to_date")
-    if low_bound is not None and high_bound is not None and low_bound > high_bound:
-        raise exceptions.InvalidParameterError(f"from_date {low_bound.date()} is after to_date {high_bound.date()}")
-    low, high = 0, len(dates)
-    if low_bound is not None:
-        low = int(np.searchsorted(dates, _ns_day(low_bound), side="left"))
-    if high_bound is not None:
-        high = int(np.searchsorted(dates, _ns_day(high_bound), side="right"))
-    high = max(low, high)
-    if max_points is not None:
-        low = max(low, high - int(max_points))
+    low, high = selected_rows(dates, *check_selection(max_points, from_date, to_date))
     return np.array(dates[low:high], order="C"), np.array(prices[low:high], order="C")
 
 
@@ -565,7 +549,7 @@ def _publish(root: Path, target: Path, sha256: str, arrays: _Arrays) -> CachedDa
             json.dump(manifest, handle)
             handle.flush()
             os.fsync(handle.fileno())
-        _fsync_dir(temporary)
+        fsync_dir(temporary)
         won = _rename_into_place(temporary, target)
     except BaseException:
         _discard(temporary)
@@ -591,7 +575,7 @@ def _rename_into_place(temporary: Path, target: Path) -> bool:
             if _open_entry(target, target.name[len(_PREFIX) :]) is not None:
                 return False  # a valid entry won the race
             continue  # it was invalid and has been moved aside: try again
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         return True
     return False
 
@@ -604,14 +588,6 @@ def _discard(path: Path) -> None:
     except OSError:
         trash = path  # already gone, or another process moved it first
     shutil.rmtree(trash, ignore_errors=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class _build_lock:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from ..exceptions import DataFormatError, InvalidParameterError
-from .store import _write_atomic
+from .files import write_atomic
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -85,5 +85,5 @@ def write_frame_file(table: pa.Table, folder: Path, digest: str) -> Path:
     if not path.exists():  # named by content: an existing file already holds these rows
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)
-        _write_atomic(path, sink.getvalue().to_pybytes())
+        write_atomic(path, sink.getvalue().to_pybytes())
     return path

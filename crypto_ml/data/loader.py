@@ -86,6 +86,39 @@ def _ns_day(stamp: pd.Timestamp) -> np.datetime64:
     return day.astype("datetime64[ns]")
 
 
+def check_selection(
+    max_points: object, from_date: object, to_date: object
+) -> tuple[int | None, pd.Timestamp | None, pd.Timestamp | None]:
+    """A selection (``max_points``, ``from_date``, ``to_date``) checked and normalised, as every loader keeps it.
+
+    Raises:
+        InvalidParameterError: ``max_points`` < 1 or not an integer, a bad date, or ``from_date`` after ``to_date``.
+    """
+    if max_points is not None and (
+        isinstance(max_points, bool) or not isinstance(max_points, Integral) or max_points < 1
+    ):
+        raise InvalidParameterError(f"max_points={max_points!r} must be an integer >= 1 (or None for all rows)")
+    low, high = _date_bound(from_date, "from_date"), _date_bound(to_date, "to_date")
+    if low is not None and high is not None and low > high:
+        raise InvalidParameterError(f"from_date {low.date()} is after to_date {high.date()}")
+    return (None if max_points is None else int(max_points)), low, high
+
+
+def selected_rows(
+    dates: np.ndarray, max_points: int | None, from_date: pd.Timestamp | None, to_date: pd.Timestamp | None
+) -> tuple[int, int]:
+    """The rows ``[low, high)`` of one coin's sorted, unique dates that a checked selection keeps."""
+    low, high = 0, len(dates)
+    if from_date is not None:
+        low = int(np.searchsorted(dates, _ns_day(from_date), side="left"))
+    if to_date is not None:
+        high = int(np.searchsorted(dates, _ns_day(to_date), side="right"))
+    high = max(low, high)
+    if max_points is not None:
+        low = max(low, high - max_points)
+    return low, high
+
+
 class CryptoLoader:
     """Reads a dataset of coin price histories, parsing each coin once.
 
@@ -167,15 +200,7 @@ class CryptoLoader:
         return loader
 
     def _set_selection(self, max_points, from_date, to_date) -> None:
-        if max_points is not None and (
-            isinstance(max_points, bool) or not isinstance(max_points, Integral) or max_points < 1
-        ):
-            raise InvalidParameterError(f"max_points={max_points!r} must be an integer >= 1 (or None for all rows)")
-        self.max_points = None if max_points is None else int(max_points)
-        self.from_date = _date_bound(from_date, "from_date")
-        self.to_date = _date_bound(to_date, "to_date")
-        if self.from_date is not None and self.to_date is not None and self.from_date > self.to_date:
-            raise InvalidParameterError(f"from_date {self.from_date.date()} is after to_date {self.to_date.date()}")
+        self.max_points, self.from_date, self.to_date = check_selection(max_points, from_date, to_date)
         self._files: dict[str, list[Path]] | None = None
         self._skipped: list[tuple[str, str]] = []
         self._table: _LongTable | None = None
@@ -426,14 +451,7 @@ class CryptoLoader:
     def _span_bounds(self, span: _Span) -> tuple[int, int]:
         """The rows of the table's columns that :meth:`_select` would keep of a clean coin."""
         dates = span.table.columns["Date"][span.start : span.stop]
-        low, high = 0, len(dates)
-        if self.from_date is not None:
-            low = int(np.searchsorted(dates, _ns_day(self.from_date), side="left"))
-        if self.to_date is not None:
-            high = int(np.searchsorted(dates, _ns_day(self.to_date), side="right"))
-        high = max(low, high)
-        if self.max_points is not None:
-            low = max(low, high - self.max_points)
+        low, high = selected_rows(dates, self.max_points, self.from_date, self.to_date)
         return span.start + low, span.start + high
 
     def get_df(self, name: str) -> pd.DataFrame:

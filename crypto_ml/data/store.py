@@ -36,7 +36,6 @@ import json
 import logging
 import os
 import re
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..exceptions import PriceStoreError
+from .files import write_atomic
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -80,25 +80,6 @@ def is_price_store(path: Path) -> bool:
 def _symbol_folder(symbol: str) -> str:
     """A file-system-safe folder name for a unified symbol: ``BTC/USDT`` -> ``BTC-USDT``."""
     return re.sub(r"[^A-Za-z0-9._-]", "_", symbol.replace("/", "-"))
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never part of it."""
-    temporary = path.parent / f".tmp-{uuid.uuid4().hex}-{path.name}"
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    _fsync_dir(path.parent)
 
 
 @dataclass
@@ -274,7 +255,7 @@ class PriceStore:
                 )
                 target = self.root / relative
                 target.parent.mkdir(parents=True, exist_ok=True)
-                _write_atomic(target, data)
+                write_atomic(target, data)
                 days = merged["date"]
                 added.append(
                     {
@@ -307,7 +288,7 @@ class PriceStore:
                 "files": sorted(live.values(), key=lambda e: (e["exchange"], e["symbol"], e["year"])),
                 "coverage": dict(sorted(coverage.items())),
             }
-            _write_atomic(self.root / MANIFEST, json.dumps(manifest, indent=1).encode())
+            write_atomic(self.root / MANIFEST, json.dumps(manifest, indent=1).encode())
             self._remove_unlisted({entry["path"] for entry in manifest["files"]})
         return summary
 
