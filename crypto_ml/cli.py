@@ -8,9 +8,11 @@ whose optional extra is not installed here).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -803,46 +805,39 @@ def data_fetch(exchange, symbols, top, quote, since, store, api_url, full, timeo
     sys.exit(EXIT_OK if not report.failed else EXIT_FAILURES)
 
 
-class _fetch_progress:
-    """A rich progress bar over symbols, with the current symbol's pages; a no-op when hidden."""
+@contextlib.contextmanager
+def _fetch_progress(show: bool) -> Iterator[Any]:
+    """A rich progress bar over symbols, with the current symbol's pages; None when hidden."""
+    if not show:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    def __init__(self, show: bool) -> None:
-        self.show = show
-
-    def __enter__(self):
-        if not self.show:
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[detail]}"),
-            TimeElapsedColumn(),
-            console=_console(stderr=True),
-        )
-        self.bar.__enter__()
-        self.task = self.bar.add_task("symbols", total=None, detail="")
-        self.pages = 0
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=_console(stderr=True)) as bar:
+        task = bar.add_task("symbols", total=None, detail="")
+        pages = 0
 
         def notify(event: str, symbol: str, count: int) -> None:
+            nonlocal pages
             if event == "symbols":
-                self.bar.update(self.task, total=count)
+                bar.update(task, total=count)
             elif event == "start":
-                self.pages = 0
-                self.bar.update(self.task, detail=f"{symbol}: starting")
+                pages = 0
+                bar.update(task, detail=f"{symbol}: starting")
             elif event == "page":
-                self.pages += 1
-                self.bar.update(self.task, detail=f"{symbol}: page {self.pages} ({count} candles)")
+                pages += 1
+                bar.update(task, detail=f"{symbol}: page {pages} ({count} candles)")
             elif event == "done":
-                self.bar.update(self.task, advance=1, detail=f"{symbol}: {count} new")
+                bar.update(task, advance=1, detail=f"{symbol}: {count} new")
 
-        return notify
-
-    def __exit__(self, *exc: object) -> None:
-        if self.show:
-            self.bar.__exit__(*exc)
+        yield notify
 
 
 def _print_fetch(report) -> None:
