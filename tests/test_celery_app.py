@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import pickle
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ import uuid
 import pytest
 
 from crypto_ml.celery_app import HEAVY_QUEUE, LIGHT_QUEUE, app
+
+from workers import free_port, start_flower
 
 
 def test_json_only_both_ways():
@@ -131,26 +132,13 @@ def test_a_pool_process_over_the_memory_limit_says_so_before_it_is_replaced(star
     assert len(pids) == 2
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.broker
 @pytest.mark.slow
 def test_flower_lists_workers_behind_basic_auth(start_worker, tmp_path):
     w1, w2 = start_worker("flower1"), start_worker("flower2")
     port = free_port()
     user, password = "ops", uuid.uuid4().hex
-    log = open(tmp_path / "flower.log", "wb")  # noqa: SIM115
-    flower = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "crypto_ml", "flower", f"--port={port}", "--address=127.0.0.1"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "FLOWER_BASIC_AUTH": f"{user}:{password}"},
-        start_new_session=True,
-    )
+    flower = start_flower(tmp_path / "flower.log", port, user, password)
     url = f"http://127.0.0.1:{port}/api/workers?refresh=1"
     try:
         deadline = time.monotonic() + 60
@@ -180,7 +168,6 @@ def test_flower_lists_workers_behind_basic_auth(start_worker, tmp_path):
     finally:
         os.killpg(flower.pid, 15)
         flower.wait(20)
-        log.close()
 
 
 def test_each_queue_has_its_own_exchange_and_key():

@@ -22,7 +22,7 @@ from crypto_ml.manager import CryptoManager
 from crypto_ml.synthetic import generate_dataset
 
 from conftest import skip_or_fail
-from workers import WorkerProcess
+from workers import WorkerProcess, free_port, start_flower
 
 pytestmark = [pytest.mark.cluster, pytest.mark.broker, pytest.mark.slow]
 
@@ -147,30 +147,19 @@ def assert_every_coin_once(out, expected) -> None:
         assert record["forecast"] == pytest.approx(list(expected[record["coin"]]), rel=1e-12), record["coin"]
 
 
-def start_flower(tmp_path):
+def flower_api(tmp_path):
     """Flower on this machine's loopback, watching the cluster's vhost, behind basic auth; returns (process, get)."""
     import base64
-    import os
-    import socket
     import urllib.request
     import uuid
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    password = uuid.uuid4().hex
-    env = {
-        **os.environ,
-        "FLOWER_BASIC_AUTH": f"ops:{password}",
-        "CRYPTO_ML_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{VHOST}",
-    }
-    log = open(tmp_path / "flower.log", "wb")  # noqa: SIM115 - closed with the process by the bed's teardown
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "crypto_ml", "flower", f"--port={port}", "--address=127.0.0.1"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
+    port, password = free_port(), uuid.uuid4().hex
+    process = start_flower(
+        tmp_path / "flower.log",
+        port,
+        "ops",
+        password,
+        env={"CRYPTO_ML_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"},
     )
     token = base64.b64encode(f"ops:{password}".encode()).decode()
 
@@ -208,7 +197,7 @@ def test_a_worker_host_cut_mid_batch_has_its_tasks_finished_elsewhere_within_a_m
     bed, dataset, expected, tmp_path, restored
 ):
     workers = start_workers(bed, tmp_path, ["w1", "w2"])
-    flower, flower_get = start_flower(tmp_path)
+    flower, flower_get = flower_api(tmp_path)
     bed.hosts["w1"].processes.append(flower)  # stopped with the bed, failures included
     out = tmp_path / "forecast.json"
     producer = start_producer(bed, dataset, out)

@@ -102,3 +102,27 @@ def wait_for_nodes(nodes: list[str], timeout: float = 60.0) -> dict[str, int]:
             return {node: answering[node] for node in nodes}
         time.sleep(0.5)
     raise TimeoutError(f"workers {nodes} did not answer within {timeout:.0f}s; answering: {sorted(answering)}")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_flower(log_path: Path, port: int, user: str, password: str, env: dict[str, str] | None = None):
+    """``celery -A crypto_ml flower`` on 127.0.0.1:``port`` behind basic auth, in its own process group.
+
+    Its output goes to ``log_path``; ``env`` adds to (or overrides) this process's environment.
+    """
+    with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "crypto_ml", "flower", f"--port={port}", "--address=127.0.0.1"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "FLOWER_BASIC_AUTH": f"{user}:{password}", **(env or {})},
+            start_new_session=True,
+        )
