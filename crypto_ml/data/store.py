@@ -289,7 +289,7 @@ class PriceStore:
                 "coverage": dict(sorted(coverage.items())),
             }
             write_atomic(self.root / MANIFEST, json.dumps(manifest, indent=1).encode())
-            self._remove_unlisted({entry["path"] for entry in manifest["files"]})
+            self._remove_unlisted(exchange, symbol, {entry["path"] for entry in manifest["files"]})
         return summary
 
     def _merge(
@@ -329,13 +329,18 @@ class PriceStore:
         ordered = [rows[day] for day in sorted(rows)]
         return {name: [row[name] for row in ordered] for name in _schema().names}, new_rows, changed
 
-    def _remove_unlisted(self, listed: set[str]) -> None:
-        """Delete data files the manifest does not list: superseded versions and what a killed write left."""
-        for path in self.root.rglob("*"):
-            if not path.is_file() or path.parent == self.root:
-                continue
-            relative = path.relative_to(self.root).as_posix()
-            if relative not in listed and (path.suffix == ".parquet" or path.name.startswith(".tmp-")):
+    def _remove_unlisted(self, exchange: str, symbol: str, listed: set[str]) -> None:
+        """Delete the symbol's files the manifest does not list, and a killed manifest write's temporary file.
+
+        Unlisted are superseded versions and what a killed write of this symbol left.
+
+        Only this symbol's folder is swept: a write of another symbol sweeps its own, so
+        a fetch does not walk the whole store once per symbol.
+        """
+        folder = self.root / _symbol_folder(exchange) / _symbol_folder(symbol)
+        for path in folder.iterdir() if folder.is_dir() else ():  # no folder: a symbol with no candle yet
+            ours = path.suffix == ".parquet" or path.name.startswith(".tmp-")
+            if ours and path.is_file() and path.relative_to(self.root).as_posix() not in listed:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
         for path in self.root.glob(".tmp-*"):
