@@ -93,7 +93,7 @@ def _reference_series(reference: dict[str, Any], coin: str) -> tuple[np.ndarray,
 
 def _cached_series(reference: dict[str, Any], coin: str) -> tuple[np.ndarray, np.ndarray] | None:
     """``coin``'s whole series from the shared cache; None when the loader must answer (unknown coin, no cache)."""
-    from .data.cache import _Uncacheable, open_dataset
+    from .data.cache import Uncacheable, open_dataset
     from .data.schema import normalize_name
 
     sha256 = reference.get("sha256")
@@ -115,7 +115,7 @@ def _cached_series(reference: dict[str, Any], coin: str) -> tuple[np.ndarray, np
         try:
             # The hash is checked on a loader of its own: it runs in a thread beside the parse.
             dataset = open_dataset(sha256, cache_dir, loader, verify=lambda: _check_hash(CryptoLoader(path), reference))
-        except _Uncacheable as exc:
+        except Uncacheable as exc:
             logger.info("dataset %s is read without the cache: %s", sha256[:12], exc)
             dataset = None
         except CryptoMLError:

@@ -105,7 +105,7 @@ def test_first_reader_builds_and_the_next_maps_without_parsing(long_file, tmp_pa
         raise AssertionError("the dataset was parsed again")
 
     monkeypatch.setattr(CryptoLoader, "get_dated_prices", parse_again)
-    monkeypatch.setattr(cache, "_parse", parse_again)
+    monkeypatch.setattr(cache.parse, "_parse", parse_again)
     second = cache.open_dataset(first.sha256, tmp_path / "cache", CryptoLoader(long_file))
     assert second is not None and not second.built
     assert isinstance(second.dates, np.memmap) and isinstance(second.close, np.memmap)
@@ -195,8 +195,8 @@ def test_the_loser_of_a_rename_race_discards_its_copy_and_maps_the_winner(long_f
     sha256 = loader.data_hash()
     target = cache.entry_path(root, sha256)
     # Two builds finished at once, neither holding the lock: both publish.
-    first = cache._publish(root, target, sha256, cache._parse(loader))
-    second = cache._publish(root, target, sha256, cache._parse(loader))
+    first = cache.entry._publish(root, target, sha256, cache.parse._parse(loader))
+    second = cache.entry._publish(root, target, sha256, cache.parse._parse(loader))
     assert first.built and not second.built and second.path == target
     assert sorted(p.name for p in root.iterdir()) == [target.name]
 
@@ -273,7 +273,7 @@ def test_select_rejects_what_the_loader_rejects():
     assert out_prices.tolist() == [2.0] and out_prices.flags.writeable and out_dates.flags.c_contiguous
 
 
-def arrays_of(parsed: cache._Arrays) -> tuple:
+def arrays_of(parsed: cache.entry._Arrays) -> tuple:
     return parsed.names, parsed.failures, parsed.offsets.tolist(), parsed.dates.tolist(), parsed.close.tolist()
 
 
@@ -292,9 +292,9 @@ def test_the_three_column_path_gives_what_the_loader_gives_for_a_tidy_file(tmp_p
         frame.loc[frame.index[:5], "symbol"] = f"  {first.upper()} "
         frame.to_parquet(path, index=False)
     loader = CryptoLoader(path)
-    quick = cache._parse_simple_parquet(loader)
+    quick = cache.parse._parse_simple_parquet(loader)
     assert quick is not None
-    assert arrays_of(quick) == arrays_of(cache._parse_each_coin(CryptoLoader(path)))
+    assert arrays_of(quick) == arrays_of(cache.parse._parse_each_coin(CryptoLoader(path)))
 
 
 @pytest.mark.parametrize("change", ["infinite volume", "text volume", "newest first", "a bad close", "split coin"])
@@ -316,7 +316,7 @@ def test_the_three_column_path_leaves_anything_else_to_the_loader(tmp_path, chan
     else:
         frame = pd.concat([frame.iloc[:10], frame.iloc[40:], frame.iloc[10:40]])
     frame.to_parquet(path, index=False)
-    assert cache._parse_simple_parquet(CryptoLoader(path)) is None
+    assert cache.parse._parse_simple_parquet(CryptoLoader(path)) is None
     dataset = build(path, tmp_path / "cache")  # the loader's way, coin by coin
     plain = CryptoLoader(path)
     for coin in plain.get_crypto_names():
