@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import glob
 import os
+import tempfile
 from typing import ClassVar
 
 import numpy as np
@@ -35,6 +37,25 @@ def where(payload: dict) -> list[dict]:
         for item in payload["series"]:
             item["prices"][:] = -1.0
     return [{"coin": coin, "pid": os.getpid()} for coin in coins]
+
+
+def shared_prices_files() -> list[str]:
+    """The local engine's shared price files that exist right now, in /dev/shm and the temporary directory."""
+    return sorted(
+        path for folder in ("/dev/shm", tempfile.gettempdir()) for path in glob.glob(f"{folder}/crypto_ml-prices-*")
+    )
+
+
+def price_sums(payload: dict) -> list[dict]:
+    """Each series' price sum, with the shared price files seen while running; ``scribble`` as in ``where``."""
+    records = [
+        {"coin": item["coin"], "sum": float(np.sum(item["prices"])), "files": shared_prices_files()}
+        for item in payload["series"]
+    ]
+    if payload.get("scribble"):
+        for item in payload["series"]:
+            item["prices"][:] = -1.0
+    return records
 
 
 # --- models for backtest leakage tests (registered by tests through MODEL_REGISTRY as "jobs:Class") ---

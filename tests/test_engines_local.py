@@ -10,7 +10,7 @@ import pytest
 
 from crypto_ml.data_loader import CryptoLoader
 from crypto_ml.engines import LocalEngine
-from crypto_ml.engines.local import MODEL_SECONDS_PER_SERIES, estimate_work
+from crypto_ml.engines.local import MODEL_SECONDS_PER_SERIES, SHARED_PRICES_MIN_BYTES, estimate_work
 from crypto_ml.exceptions import EngineError, InvalidParameterError
 from crypto_ml.forecasting import forecast_batch
 from crypto_ml.manager import CryptoManager
@@ -196,6 +196,74 @@ def test_forecasts_are_identical_in_this_process_and_in_the_pool(model):
     finally:
         pool.close()
     assert here.last_plan.startswith("in-process") and pool.last_plan.startswith("pool")
+
+
+# --- prices through a shared file ---
+
+
+def price_payloads(n_series, points=1000, per_batch=50, **extra):
+    rng = np.random.default_rng(11)
+    series = [{"coin": f"c{i}", "prices": rng.uniform(1, 2, points)} for i in range(n_series)]
+    return [{"model": "naive", **extra, "series": series[i : i + per_batch]} for i in range(0, n_series, per_batch)]
+
+
+def test_big_calls_send_prices_through_one_shared_file_removed_after_the_call():
+    payloads = price_payloads(200, scribble=True)  # 1.6 MB of prices
+    assert sum(i["prices"].nbytes for p in payloads for i in p["series"]) > SHARED_PRICES_MIN_BYTES
+    before = [i["prices"].copy() for p in payloads for i in p["series"]]
+    engine = LocalEngine(workers=2, in_process=False)
+    try:
+        outcomes = run(engine, payloads, jobs.price_sums)
+    finally:
+        engine.close()
+    records = [r for index in sorted(outcomes) for r in outcomes[index]]
+    # Every series arrived whole and in place, and the task could write into its own copy (scribble)...
+    assert [r["sum"] for r in records] == pytest.approx([float(np.sum(p)) for p in before], rel=1e-15)
+    # ...without reaching the caller's arrays.
+    for after, original in zip((i["prices"] for p in payloads for i in p["series"]), before, strict=True):
+        np.testing.assert_array_equal(after, original)
+    seen = {path for r in records for path in r["files"] if f"-{os.getpid()}-" in path}
+    assert len(seen) == 1, "one shared file for the whole call"
+    assert not any(os.path.exists(path) for path in seen), "removed when the call ended"
+
+
+def test_small_calls_pickle_their_prices():
+    engine = LocalEngine(workers=2, in_process=False)
+    try:
+        outcomes = run(engine, price_payloads(10), jobs.price_sums)
+    finally:
+        engine.close()
+    assert not [path for rs in outcomes.values() for r in rs for path in r["files"] if f"-{os.getpid()}-" in path]
+
+
+def test_a_call_stopped_early_removes_its_shared_file():
+    engine = LocalEngine(workers=2, in_process=False)
+    try:
+        outcomes = engine.map(jobs.price_sums, price_payloads(400))
+        _, first = next(outcomes)
+        (path,) = {p for p in first[0]["files"] if f"-{os.getpid()}-" in p}
+        outcomes.close()  # the caller stops: an error, Ctrl-C
+        assert not os.path.exists(path)
+    finally:
+        engine.close()
+
+
+def test_shared_prices_give_the_same_forecasts_as_this_process():
+    rng = np.random.default_rng(5)
+    series = [
+        {"coin": f"c{i}", "prices": 100 * np.exp(np.cumsum(rng.normal(0, 0.03, 1000))), "last_date": "2024-03-01"}
+        for i in range(160)
+    ]
+    series.append({"coin": "listed", "prices": [1.0, 2.0, 3.0], "last_date": "2024-03-01"})  # not an array: pickled
+    task = {"model": "linear", "horizon": 5, "params": {}}
+    payloads = [{**task, "series": series[i : i + 40]} for i in range(0, 161, 40)]
+    pool = LocalEngine(workers=2, in_process=False)
+    try:
+        assert run(LocalEngine(workers=2, in_process=True), payloads, forecast_batch) == run(
+            pool, payloads, forecast_batch
+        )
+    finally:
+        pool.close()
 
 
 def test_the_manager_records_the_same_failures_both_ways(synth_dir):
