@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 from crypto_ml.evaluation.metrics import (
+    absolute_errors,
     coverage,
     crps_from_quantiles,
     directional_accuracy,
+    inside,
     interval_width,
     mae,
     mase,
@@ -20,6 +22,7 @@ from crypto_ml.evaluation.metrics import (
     rmse,
     smape,
     winkler_score,
+    winkler_scores,
 )
 from crypto_ml.exceptions import InvalidParameterError
 
@@ -83,6 +86,20 @@ def test_winkler_score_by_hand():
     assert winkler_score(e([1, 3, -0.5]), e([0, 0, 0]), e([2, 2, 2]), 80) == pytest.approx(7.0)
     # 95 %: 2/alpha = 40; one step 0.25 above [0, 1]: 1 + 40 * 0.25 = 11
     assert winkler_score(e([1.25]), e([0]), e([1]), 95) == pytest.approx(11.0)
+
+
+def test_per_step_scores_by_hand_and_the_window_metrics_are_their_means():
+    # The ledger stores these one step at a time; a backtest window's metric is their mean.
+    actual, forecast = e([1, 3, -0.5]), e([1.5, 2, 0])
+    np.testing.assert_allclose(absolute_errors(actual, forecast), np.abs(forecast - actual))
+    np.testing.assert_array_equal(inside(actual, e([0, 0, 0]), e([2, 2, 2])), [True, False, False])
+    np.testing.assert_allclose(winkler_scores(actual, e([0, 0, 0]), e([2, 2, 2]), 80), [2.0, 12.0, 7.0])
+    rng = np.random.default_rng(4)
+    a, f = np.exp(rng.normal(size=10)), np.exp(rng.normal(size=10))
+    low, high = f * 0.8, f * 1.25
+    assert mae(a, f) == np.mean(absolute_errors(a, f))
+    assert coverage(a, low, high) == np.mean(inside(a, low, high))
+    assert winkler_score(a, low, high, 95) == np.mean(winkler_scores(a, low, high, 95))
 
 
 def test_pinball_loss_by_hand():

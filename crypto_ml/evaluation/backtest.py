@@ -43,6 +43,7 @@ from ..models.intervals import central_quantiles
 from ..records import failure_record
 from ..references import load_dated_series
 from .metrics import (
+    absolute_errors,
     coverage,
     crps_from_quantiles,
     directional_accuracy,
@@ -366,7 +367,7 @@ def _backtest_window(
         "mase_scale": scale if np.isfinite(scale) else None,
         "forecast": forecast.tolist(),
         "actual": actual.tolist(),
-        "abs_errors": np.abs(forecast - actual).tolist(),
+        "abs_errors": absolute_errors(actual, forecast).tolist(),
         **scores,
         "origin_volatility": volatility if np.isfinite(volatility) else None,
         "note": "; ".join(notes) or None,

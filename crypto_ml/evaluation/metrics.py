@@ -1,5 +1,10 @@
 """Per-window scores: point metrics on prices, interval and distribution metrics on log prices.
 
+Every window metric is the mean over the window's steps of a per-step score,
+and the per-step scores are functions of their own (``absolute_errors``,
+``inside``, ``winkler_scores``): the forecast ledger stores them one step at a
+time as prices arrive, and its averages must equal a backtest's windows.
+
 Point metrics (``actual`` a, ``forecast`` f, over the ``horizon`` steps of a window):
 
 * ``mae``: mean |f - a|, in the coin's price units.
@@ -46,9 +51,11 @@ from ..exceptions import InvalidParameterError
 
 __all__ = [
     "VOLATILITY_WINDOW",
+    "absolute_errors",
     "coverage",
     "crps_from_quantiles",
     "directional_accuracy",
+    "inside",
     "interval_width",
     "mae",
     "mase",
@@ -59,6 +66,7 @@ __all__ = [
     "rmse",
     "smape",
     "winkler_score",
+    "winkler_scores",
 ]
 
 #: Days of log returns behind an origin's realised volatility: a month, long
@@ -79,8 +87,18 @@ def _pair(actual: Any, forecast: Any) -> tuple[np.ndarray, np.ndarray]:
 # --- point metrics -------------------------------------------------------------
 
 
+def absolute_errors(actual: Any, forecast: Any) -> np.ndarray:
+    """|forecast - actual| at each step, in price units.
+
+    Raises:
+        InvalidParameterError: the arrays are empty, not 1-D or of different lengths.
+    """
+    a, f = _pair(actual, forecast)
+    return np.abs(f - a)
+
+
 def mae(actual: Any, forecast: Any) -> float:
-    """Mean absolute error.
+    """Mean absolute error: the mean of ``absolute_errors``.
 
     Args:
         actual: The observed values.
@@ -92,8 +110,7 @@ def mae(actual: Any, forecast: Any) -> float:
     Raises:
         InvalidParameterError: the arrays are empty, not 1-D or of different lengths.
     """
-    a, f = _pair(actual, forecast)
-    return float(np.mean(np.abs(f - a)))
+    return float(np.mean(absolute_errors(actual, forecast)))
 
 
 def rmse(actual: Any, forecast: Any) -> float:
@@ -205,8 +222,18 @@ def _alpha(level: float) -> float:
     return 1.0 - level / 100.0
 
 
+def inside(actual: Any, lower: Any, upper: Any) -> np.ndarray:
+    """Whether each step's actual lies inside its interval, bounds included (booleans).
+
+    Raises:
+        InvalidParameterError: the arrays do not pair up, hold a price at or below zero, or lower > upper.
+    """
+    y, low, high = _bounds(actual, lower, upper)
+    return (low <= y) & (y <= high)
+
+
 def coverage(actual: Any, lower: Any, upper: Any) -> float:
-    """Share of steps whose actual lies inside its interval, bounds included.
+    """Share of steps whose actual lies inside its interval, bounds included: the mean of ``inside``.
 
     Args:
         actual: The observed prices.
@@ -219,8 +246,7 @@ def coverage(actual: Any, lower: Any, upper: Any) -> float:
     Raises:
         InvalidParameterError: the arrays do not pair up, hold a price at or below zero, or lower > upper.
     """
-    y, low, high = _bounds(actual, lower, upper)
-    return float(np.mean((low <= y) & (y <= high)))
+    return float(np.mean(inside(actual, lower, upper)))
 
 
 def interval_width(lower: Any, upper: Any) -> float:
@@ -234,6 +260,21 @@ def interval_width(lower: Any, upper: Any) -> float:
     if np.any(low > high):
         raise InvalidParameterError("every lower bound must be at or below its upper bound")
     return float(np.mean(high - low))
+
+
+def winkler_scores(actual: Any, lower: Any, upper: Any, level: float) -> np.ndarray:
+    """The Winkler (interval) score of a central ``level`` % interval at each step, on log prices.
+
+    See ``winkler_score``, their mean.
+
+    Raises:
+        InvalidParameterError: the arrays do not pair up, a price at or below zero, lower > upper,
+            or a level outside (0, 100).
+    """
+    alpha = _alpha(level)
+    y, low, high = _bounds(actual, lower, upper)
+    penalty = (2.0 / alpha) * (np.maximum(low - y, 0.0) + np.maximum(y - high, 0.0))
+    return high - low + penalty
 
 
 def winkler_score(actual: Any, lower: Any, upper: Any, level: float) -> float:
@@ -255,10 +296,7 @@ def winkler_score(actual: Any, lower: Any, upper: Any, level: float) -> float:
         InvalidParameterError: the arrays do not pair up, a price at or below zero, lower > upper,
             or a level outside (0, 100).
     """
-    alpha = _alpha(level)
-    y, low, high = _bounds(actual, lower, upper)
-    penalty = (2.0 / alpha) * (np.maximum(low - y, 0.0) + np.maximum(y - high, 0.0))
-    return float(np.mean(high - low + penalty))
+    return float(np.mean(winkler_scores(actual, lower, upper, level)))
 
 
 def _tau(probability: float) -> float:
