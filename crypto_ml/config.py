@@ -8,6 +8,7 @@ below, with the reason for it.
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -20,6 +21,8 @@ from .exceptions import InvalidParameterError
 __all__ = ["Settings", "get_settings", "bundled_data_dir"]
 
 ENGINE_NAMES = ("auto", "local", "celery")
+#: One cron field: numbers, names (mon, jan), ranges, lists and steps; the values are checked by Celery.
+CRON_FIELD = re.compile(r"[0-9A-Za-z*/,\-]+")
 
 
 def bundled_data_dir() -> Path:
@@ -103,6 +106,34 @@ class Settings(BaseSettings):
     fetch_backoff: float = Field(default=1.0, ge=0)
     # The longest Retry-After (429/418) a fetch waits out; a longer ban stops the fetch and says when to rerun.
     fetch_max_wait: float = Field(default=600.0, ge=0)
+    # The forecast ledger's database (SQLAlchemy URL). None: a SQLite file, ledger.sqlite, beside the
+    # model store, so a laptop needs no server; clusters point every process at one PostgreSQL,
+    # postgresql+psycopg://user:password@host/db (the `postgres` extra installs the driver).
+    database_url: str | None = None
+    # Seconds a pipeline cycle's lock holds before another cycle may take it over: longer than any
+    # cycle runs (a day's forecasts take minutes), short enough that a crashed cycle's lock does not
+    # block the next day's (the schedule is daily).
+    pipeline_lock_seconds: float = Field(default=3600.0, gt=0)
+    # When `celery -A crypto_ml beat` starts the daily cycle: cron (minute hour day month weekday), UTC.
+    # 00:30 UTC: exchanges close the daily candle at 00:00 UTC, and half an hour lets the last trades settle.
+    pipeline_schedule: str = "30 0 * * *"
+    # The cycle's models, comma-separated (naive is always added, the benchmark every score compares with):
+    # `crypto-ml backtest`'s default set, built in (no extra to install), so a backtest with its defaults
+    # checks the same models the ledger scores; ewma is the forecast default (calibrated intervals).
+    pipeline_models: str = "naive,drift,ewma"
+    # Days each cycle forecasts: `forecast`'s and `backtest`'s default horizon, so the numbers compare.
+    pipeline_horizon: int = Field(default=10, ge=1)
+    # Interval levels (percent) the cycle records and scores: the models' default 80 and 95.
+    pipeline_levels: str = "80,95"
+    # `crypto-ml ledger report` flags a model whose rolling coverage at a level leaves nominal ± this many
+    # percentage points. 5: over a 30-day window of a few coins x 10 steps the sampling error of an 80 %
+    # coverage is about 2 points, so a calibrated model stays inside, and a miss of 5 is the size the
+    # README's backtest calls mis-calibrated (ewma's 80 % held 77 %, which is fine).
+    ledger_coverage_band: float = Field(default=5.0, gt=0, lt=100)
+    # ... and a model whose rolling MAE relative to naive (on the same forecasts) rises above this: no model
+    # beats the random walk by much on daily crypto prices, so 10 % worse than naive is a model gone wrong,
+    # not noise (the backtest's models sit within a few percent of naive).
+    ledger_mae_threshold: float = Field(default=1.10, gt=0)
     # Library log level; logs go to stderr or log_file, never into the package.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     log_file: Path | None = None
@@ -117,6 +148,18 @@ class Settings(BaseSettings):
         except KeyError as exc:  # UnknownModelError; pydantic reports ValueErrors by field name
             raise ValueError(str(exc)) from None
 
+    @field_validator("pipeline_schedule")
+    @classmethod
+    def _five_cron_fields(cls, value: str) -> str:
+        # Only the shape here: celery_app parses each field (importing Celery in every process that reads
+        # settings would cost every CLI command), and names this variable when a field is out of range.
+        fields = value.split()
+        if len(fields) != 5 or not all(CRON_FIELD.fullmatch(field) for field in fields):
+            raise ValueError(
+                "not a 5-field cron expression (minute hour day-of-month month day-of-week, UTC), e.g. '30 0 * * *'"
+            )
+        return " ".join(fields)
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
@@ -125,6 +168,13 @@ class Settings(BaseSettings):
     def resolved_data_dir(self) -> Path:
         """The data path to read: ``data_dir`` if set, else the bundled sample."""
         return Path(os.path.expanduser(self.data_dir)) if self.data_dir else bundled_data_dir()
+
+    def resolved_database_url(self) -> str:
+        """The ledger's database URL: ``database_url`` if set, else a SQLite file beside the model store."""
+        if self.database_url:
+            return self.database_url
+        store = Path(os.path.expanduser(self.model_store))
+        return f"sqlite:///{store.parent / 'ledger.sqlite'}"
 
 
 @lru_cache(maxsize=1)

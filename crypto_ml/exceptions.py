@@ -17,8 +17,10 @@ The tree::
      ├── NonPositiveForecastError(ValueError)  a model's fit implies a price at or below zero
      ├── MissingDependencyError(ImportError)  a model's optional extra is not installed
      ├── EngineError(RuntimeError)          an execution engine cannot run the batch
-     └── ModelStoreError                    a stored model is missing, unreadable or not ours
-          └── IncompatibleModelError        a stored model does not fit the request or this install
+     ├── ModelStoreError                    a stored model is missing, unreadable or not ours
+     │    └── IncompatibleModelError        a stored model does not fit the request or this install
+     ├── LedgerError(RuntimeError)          the forecast ledger's database cannot be reached or written
+     └── PipelineBusyError(RuntimeError)    another pipeline cycle holds the lock; the message says who and until when
 
 Messages name the bad value and say what to do. Every exception takes a single
 string argument, so that it survives being serialised across the broker and
@@ -45,6 +47,8 @@ __all__ = [
     "EngineError",
     "ModelStoreError",
     "IncompatibleModelError",
+    "LedgerError",
+    "PipelineBusyError",
 ]
 
 
@@ -121,3 +125,11 @@ class ModelStoreError(CryptoMLError):
 
 class IncompatibleModelError(ModelStoreError):
     """A stored model cannot serve this request: other parameters, data or library versions."""
+
+
+class LedgerError(RuntimeError, CryptoMLError):
+    """The forecast ledger's database cannot be reached, upgraded or written; the message names the (masked) URL."""
+
+
+class PipelineBusyError(RuntimeError, CryptoMLError):
+    """Another pipeline cycle holds the cycle lock; the message names the holder and when its lock expires."""

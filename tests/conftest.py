@@ -135,3 +135,72 @@ def coins(tmp_path) -> Path:
     write_coin(folder, "Bitcoin Cash", daily_rows(20, start_price=300.0))
     write_coin(folder, "I-O Coin", daily_rows(10, start_price=0.5))
     return folder
+
+
+# --- PostgreSQL, for the ledger's tests ------------------------------------------------------------
+
+#: The server the ledger's tests create their databases on (trust auth, as on the development and CI
+#: machines); each test gets a fresh database there, dropped afterwards.
+POSTGRES_HOST = os.environ.get("CRYPTO_ML_TEST_POSTGRES_HOST", "127.0.0.1")
+POSTGRES_PORT = int(os.environ.get("CRYPTO_ML_TEST_POSTGRES_PORT", "5432"))
+POSTGRES_USERS = ("postgres", "root")
+
+
+def postgres_admin():
+    """An autocommit psycopg connection to the `test` database, or the reason there is none."""
+    try:
+        import psycopg
+    except ImportError:
+        return None, "psycopg is not installed; install the test extra: pip install -e '.[test]'"
+    reason = f"PostgreSQL is not reachable at {POSTGRES_HOST}:{POSTGRES_PORT}"
+    if not port_open(POSTGRES_HOST, POSTGRES_PORT):
+        return None, reason
+    for user in POSTGRES_USERS:
+        try:
+            connection = psycopg.connect(
+                host=POSTGRES_HOST, port=POSTGRES_PORT, dbname="test", user=user, autocommit=True, connect_timeout=5
+            )
+        except psycopg.Error as exc:
+            reason = f"PostgreSQL at {POSTGRES_HOST}:{POSTGRES_PORT} refused user {user!r} on database 'test' ({exc})"
+            continue
+        return (connection, user), None
+    return None, reason
+
+
+@pytest.fixture
+def postgres_url():
+    """The SQLAlchemy URL of a fresh, empty PostgreSQL database, dropped after the test.
+
+    Skips (or fails under CRYPTO_ML_REQUIRE_SERVICES=1) when PostgreSQL does not answer.
+    """
+    import uuid
+
+    admin, reason = postgres_admin()
+    if admin is None:
+        skip_or_fail(reason)
+    connection, user = admin
+    name = f"crypto_ml_t_{uuid.uuid4().hex[:12]}"
+    with connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"postgresql+psycopg://{user}@{POSTGRES_HOST}:{POSTGRES_PORT}/{name}"
+        finally:
+            # FORCE: a test that failed mid-way may leave a connection open (PostgreSQL 13+).
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request, tmp_path):
+    """A fresh ledger database: a SQLite file in the test's folder, then a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger' / 'ledger.sqlite'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def ledger(ledger_url):
+    """An open ledger on each database of ``ledger_url``, closed after the test."""
+    from crypto_ml.ledger import open_ledger
+
+    with open_ledger(ledger_url) as opened:
+        yield opened

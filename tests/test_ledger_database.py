@@ -1,0 +1,158 @@
+"""crypto_ml.ledger.database: opening, migrating, and what a bad or unreachable URL says."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, text
+
+from crypto_ml.exceptions import InvalidParameterError, LedgerError
+from crypto_ml.ledger import open_ledger, start_run, table_counts
+from crypto_ml.ledger.database import mask_url
+from crypto_ml.ledger.schema import Base
+
+TABLES = {"runs", "forecasts", "forecast_intervals", "scores", "interval_scores", "locks"}
+
+
+def test_open_creates_the_tables_empty(ledger):
+    names = set(inspect(ledger.engine).get_table_names())
+    assert names == TABLES | {"alembic_version"}
+    assert table_counts(ledger) == dict.fromkeys(TABLES, 0)
+    assert ledger.backend in ("sqlite", "postgresql")
+
+
+def test_forecasts_have_their_unique_key_and_indexes(ledger):
+    inspector = inspect(ledger.engine)
+    unique = {c["name"]: c["column_names"] for c in inspector.get_unique_constraints("forecasts")}
+    assert unique == {"uq_forecasts_key": ["coin", "model", "params_hash", "origin_date", "step"]}
+    indexes = {index["name"]: index["column_names"] for index in inspector.get_indexes("forecasts")}
+    assert indexes["ix_forecasts_target_date"] == ["target_date"]
+    assert indexes["ix_forecasts_model_origin_date"] == ["model", "origin_date"]
+
+
+def test_the_migrations_create_exactly_the_schema_of_the_models(ledger):
+    """schema.py and migrations/versions describe the same tables: autogenerate finds nothing to change."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    with ledger.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_opening_again_is_idempotent(ledger_url):
+    with open_ledger(ledger_url) as first, first.engine.connect() as connection:
+        connection.execute(text("INSERT INTO locks VALUES ('kept', 'me', '2024-01-01', '2024-01-02')"))
+        connection.commit()
+    with open_ledger(ledger_url) as second, second.engine.connect() as connection:
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+        assert connection.execute(text("SELECT name FROM locks")).scalars().all() == ["kept"]
+
+
+def test_processes_opening_a_new_ledger_at_once_all_succeed(ledger_url):
+    """Every worker of a cluster may open the ledger at the same moment: they take turns migrating."""
+    script = (
+        "import sys, time; from crypto_ml.ledger import open_ledger; start = float(sys.argv[2])\n"
+        "time.sleep(max(0.0, start - time.time())); open_ledger(sys.argv[1]).close(); print('opened')"
+    )
+    start = time.time() + 3.0
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, ledger_url, str(start)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outcomes = [process.communicate(timeout=120) for process in processes]
+    assert [process.returncode for process in processes] == [0] * 4, [err[-2000:] for _, err in outcomes]
+    with open_ledger(ledger_url, upgrade=False) as ledger, ledger.engine.connect() as connection:
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+        assert set(inspect(connection).get_table_names()) >= TABLES
+
+
+def test_sqlite_is_configured_for_concurrent_use(tmp_path):
+    with open_ledger(f"sqlite:///{tmp_path / 'new' / 'folder' / 'ledger.sqlite'}") as ledger:
+        assert (tmp_path / "new" / "folder" / "ledger.sqlite").is_file()
+        with ledger.engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
+
+
+def test_an_in_memory_sqlite_ledger_works(tmp_path):
+    with open_ledger("sqlite://") as ledger:
+        assert table_counts(ledger)["forecasts"] == 0
+
+
+def test_the_default_is_a_sqlite_file_beside_the_model_store(tmp_path):
+    # conftest points CRYPTO_ML_MODEL_STORE at tmp_path/model-store.
+    with open_ledger() as ledger:
+        assert ledger.backend == "sqlite"
+        assert (tmp_path / "ledger.sqlite").is_file()
+
+
+def test_the_environment_names_the_database(monkeypatch, tmp_path):
+    from crypto_ml.config import get_settings
+
+    path = tmp_path / "elsewhere" / "mine.sqlite"
+    monkeypatch.setenv("CRYPTO_ML_DATABASE_URL", f"sqlite:///{path}")
+    get_settings.cache_clear()
+    with open_ledger() as ledger:
+        assert ledger.url == f"sqlite:///{path}"
+    assert path.is_file()
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("not a url", "not a SQLAlchemy URL"),
+        ("mysql://admin:secret@db.example/ledger", "'mysql'"),
+    ],
+)
+def test_a_bad_url_is_refused_with_the_password_masked(url, named):
+    with pytest.raises(InvalidParameterError) as caught:
+        open_ledger(url)
+    message = str(caught.value)
+    assert named in message
+    assert "secret" not in message
+    assert "postgresql+psycopg://" in message  # says what a good one looks like
+
+
+def test_an_unreachable_database_is_a_ledger_error_with_the_password_masked():
+    # Port 1 on localhost: nothing listens there, so the connection is refused at once.
+    with pytest.raises(LedgerError) as caught:
+        open_ledger("postgresql+psycopg://someone:secret@127.0.0.1:1/ledger")
+    message = str(caught.value)
+    assert "someone:***@127.0.0.1:1/ledger" in message
+    assert "secret" not in message
+    assert "CRYPTO_ML_DATABASE_URL" in message
+
+
+def test_mask_url_hides_only_the_password():
+    assert mask_url("postgresql+psycopg://me:p%40ss@host:5432/db") == "postgresql+psycopg://me:***@host:5432/db"
+    assert mask_url("postgresql+psycopg://me@host/db") == "postgresql+psycopg://me@host/db"
+    assert mask_url("sqlite:////tmp/ledger.sqlite") == "sqlite:////tmp/ledger.sqlite"
+
+
+def test_importing_crypto_ml_does_not_import_sqlalchemy():
+    code = (
+        "import sys, crypto_ml, crypto_ml.config, crypto_ml.exceptions\n"
+        "assert 'sqlalchemy' not in sys.modules and 'alembic' not in sys.modules, 'imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+def test_a_reader_does_not_hold_up_a_writer(ledger):
+    """On SQLite a writer's transaction takes the write lock; a reading one must not, or a report stalls a cycle."""
+    with ledger.reading() as reader:
+        assert reader.execute(text("SELECT count(*) FROM runs")).scalar_one() == 0
+        assert reader.in_transaction()
+        started = time.perf_counter()
+        start_run(ledger, "pipeline", {})  # waits out the 30 s busy timeout if the reader holds the lock
+        assert time.perf_counter() - started < 5.0
