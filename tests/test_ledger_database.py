@@ -140,12 +140,22 @@ def test_mask_url_hides_only_the_password():
     assert mask_url("sqlite:////tmp/ledger.sqlite") == "sqlite:////tmp/ledger.sqlite"
 
 
-def test_importing_crypto_ml_does_not_import_sqlalchemy():
+def test_importing_crypto_ml_or_its_cli_does_not_import_sqlalchemy():
+    # The CLI attaches the ledger's and the pipeline's commands at every start; only a command that opens
+    # the ledger may pay for SQLAlchemy (half a second).
     code = (
-        "import sys, crypto_ml, crypto_ml.config, crypto_ml.exceptions\n"
+        "import sys, crypto_ml, crypto_ml.config, crypto_ml.exceptions, crypto_ml.cli, crypto_ml.ledger\n"
         "assert 'sqlalchemy' not in sys.modules and 'alembic' not in sys.modules, 'imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+def test_the_ledger_package_loads_each_public_name_from_its_module():
+    import crypto_ml.ledger as package
+
+    assert sorted(package.__all__) == sorted(package._EXPORTS)
+    for name in package.__all__:
+        assert getattr(package, name).__module__ == f"crypto_ml.ledger.{package._EXPORTS[name]}"
 
 
 def test_a_reader_does_not_hold_up_a_writer(ledger):
