@@ -28,11 +28,13 @@ RUN python -m build --wheel --outdir /dist
 # --- runtime: the installed wheel, run by an unprivileged user ----------------
 FROM ${PYTHON_IMAGE} AS runtime
 # Extras to install with the wheel, a comma-separated list (pip reads
-# crypto_ml-*.whl[deep,stats]): "stats,exchanges" for light workers, Flower and the
-# manager (statsforecast and arch, for the garch, ets, theta and arima models, which
-# run on the light queue; ccxt, for `crypto-ml data fetch`); "deep,stats" for the heavy
-# queue (TensorFlow is ~600 MB and only heavy workers import it). "" installs the core alone.
-ARG EXTRAS="stats,exchanges"
+# crypto_ml-*.whl[deep,stats]): "stats,exchanges,postgres" for light workers, the
+# pipeline worker and beat, Flower and the manager (statsforecast and arch, for the
+# garch, ets, theta and arima models, which run on the light queue; ccxt, for
+# `crypto-ml data fetch`; psycopg, for the forecast ledger on PostgreSQL); "deep,stats"
+# for the heavy queue (TensorFlow is ~600 MB and only heavy workers import it). ""
+# installs the core alone.
+ARG EXTRAS="stats,exchanges,postgres"
 # A fixed UID/GID (10001, outside the ranges distributions give to system and
 # login users) so Kubernetes' runAsUser/fsGroup in k8s/ can name it. /results
 # (the manager's files) and /models (the model store, which every worker must

@@ -1,4 +1,10 @@
-"""The Celery application: ``celery -A crypto_ml worker`` and ``celery -A crypto_ml flower``.
+"""The Celery application: ``celery -A crypto_ml worker``, ``... beat`` and ``... flower``.
+
+Beat starts the daily pipeline cycle (``crypto_ml.pipeline_cycle``) on
+``CRYPTO_ML_PIPELINE_SCHEDULE``, a cron expression in UTC. Run exactly one
+beat: two beats each send every cycle (the cycle lock makes the second a no-op,
+but it is still a mistake), which is why beat is its own single-replica service
+and never a worker's ``-B`` under an autoscaler.
 
 Settings use Celery's lowercase names. Each says what it trades off.
 """
@@ -10,12 +16,13 @@ import os
 import sys
 
 from celery import Celery
+from celery.schedules import crontab
 from celery.signals import task_postrun, worker_init, worker_process_init
 from kombu import Exchange, Queue
 
 from .config import get_settings
 
-__all__ = ["app", "LIGHT_QUEUE", "HEAVY_QUEUE", "QUEUES"]
+__all__ = ["app", "LIGHT_QUEUE", "HEAVY_QUEUE", "PIPELINE_QUEUE", "QUEUES", "PIPELINE_TASK", "pipeline_crontab"]
 
 log = logging.getLogger(__name__)
 
@@ -23,10 +30,45 @@ log = logging.getLogger(__name__)
 LIGHT_QUEUE = "crypto_ml.light"
 #: Deep models: few tasks, each seconds to minutes, each worker holding TensorFlow.
 HEAVY_QUEUE = "crypto_ml.heavy"
-QUEUES = (LIGHT_QUEUE, HEAVY_QUEUE)
+#: The daily cycle: one task a day that runs for minutes and sends forecasting tasks to the others, so
+#: it has its own queue and worker; on a forecasting queue it would hold a slot the forecasts need.
+PIPELINE_QUEUE = "crypto_ml.pipeline"
+QUEUES = (LIGHT_QUEUE, HEAVY_QUEUE, PIPELINE_QUEUE)
+PIPELINE_TASK = "crypto_ml.pipeline_cycle"
+#: A scheduled cycle still queued this long after beat sent it (no pipeline worker was up) is dropped:
+#: the next day's cycle forecasts from newer prices, and stale ones would only pile up.
+PIPELINE_EXPIRES_SECONDS = 12 * 3600
 
 # True in a prefork pool child: the only kind of process Celery replaces for its memory.
 _in_pool_process = False
+
+
+def pipeline_crontab(expression: str) -> crontab:
+    """``CRYPTO_ML_PIPELINE_SCHEDULE`` (minute hour day-of-month month day-of-week, UTC) as a Celery schedule.
+
+    Raises:
+        InvalidParameterError: not five fields, or a field out of range; the message names the variable.
+    """
+    from .exceptions import InvalidParameterError
+
+    fields = expression.split()
+    if len(fields) != 5:
+        raise InvalidParameterError(
+            f"CRYPTO_ML_PIPELINE_SCHEDULE={expression!r} is not a 5-field cron expression "
+            "(minute hour day-of-month month day-of-week, UTC), e.g. '30 0 * * *'"
+        )
+    minute, hour, day_of_month, month_of_year, day_of_week = fields
+    try:
+        schedule = crontab(
+            minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month_of_year, day_of_week=day_of_week
+        )
+    except ValueError as exc:  # celery's crontab_parser: a value out of range or a bad name
+        raise InvalidParameterError(
+            f"CRYPTO_ML_PIPELINE_SCHEDULE={expression!r} is not a valid cron expression ({exc}); "
+            "give minute hour day-of-month month day-of-week in UTC, e.g. '30 0 * * *'"
+        ) from None
+    return schedule
+
 
 _settings = get_settings()
 
@@ -44,6 +86,17 @@ app.conf.update(
     # every queue to the first one's exchange, copying messages published there into both.
     task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES],
     task_default_queue=LIGHT_QUEUE,
+    task_routes={PIPELINE_TASK: {"queue": PIPELINE_QUEUE}},
+    # Cron expressions read in UTC, whatever the host's zone: exchanges close their days at 00:00 UTC.
+    timezone="UTC",
+    enable_utc=True,
+    beat_schedule={
+        "pipeline-cycle": {
+            "task": PIPELINE_TASK,
+            "schedule": pipeline_crontab(_settings.pipeline_schedule),
+            "options": {"queue": PIPELINE_QUEUE, "expires": PIPELINE_EXPIRES_SECONDS},
+        }
+    },
     # acks_late: a task whose worker dies is redelivered, so it may run twice;
     # tasks are pure functions of their payload and results are keyed by task
     # id, so a second run overwrites the first with the same value.

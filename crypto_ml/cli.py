@@ -872,6 +872,14 @@ def _print_fetch(report) -> None:
     )
 
 
+# Last: the pipeline commands reuse the options defined above.
+from .ledger import cli as ledger_cli  # noqa: E402
+from .pipeline import cli as pipeline_cli  # noqa: E402
+
+cli.add_command(pipeline_cli.pipeline)
+cli.add_command(ledger_cli.ledger)
+
+
 def main() -> None:
     """Entry point of the ``crypto-ml`` script."""
     cli(prog_name="crypto-ml")

@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from . import evaluation, forecasting, training
 from .celery_app import app
+from .config import get_settings
 
 if TYPE_CHECKING:
     from celery import Task
 
-__all__ = ["forecast_batch", "train_batch", "backtest_batch", "noop"]
+__all__ = ["forecast_batch", "train_batch", "backtest_batch", "pipeline_cycle", "noop"]
 
 
 def _from_node(task: Task, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -42,6 +43,60 @@ def train_batch(self: Task, payload: dict[str, Any]) -> list[dict[str, Any]]:
 def backtest_batch(self: Task, payload: dict[str, Any]) -> list[dict[str, Any]]:
     """Backtest a batch of series; see ``crypto_ml.evaluation.backtest_batch``."""
     return _from_node(self, evaluation.backtest_batch(payload))
+
+
+#: The keyword arguments a ``crypto_ml.pipeline_cycle`` payload may carry (``run_cycle``'s, JSON-safe).
+PIPELINE_PAYLOAD_KEYS = frozenset(
+    {
+        "data",
+        "models",
+        "horizon",
+        "levels",
+        "params",
+        "coins",
+        "engine",
+        "database_url",
+        "fetch",
+        "workers",
+        "batch_size",
+    }
+)
+
+
+# A cycle may run as long as its lock lasts (CRYPTO_ML_PIPELINE_LOCK_SECONDS); past that another cycle may take
+# the lock over, so this one is stopped. The forecasting tasks it sends keep their own, shorter limits.
+@app.task(
+    name="crypto_ml.pipeline_cycle",
+    bind=True,
+    soft_time_limit=get_settings().pipeline_lock_seconds,
+    time_limit=get_settings().pipeline_lock_seconds + 60,
+)
+def pipeline_cycle(self: Task, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One daily cycle (``crypto_ml.pipeline.run_cycle``); beat sends it with no payload, so settings decide.
+
+    Args:
+        payload: ``run_cycle``'s keyword arguments (``data``, ``models``, ``horizon``, ...), JSON-safe;
+            None: every default.
+
+    Returns:
+        The cycle's report (``PipelineReport.to_dict()``) with ``node``; when another cycle holds the lock,
+        ``{"status": "busy", "error": ..., "node": ...}``: nothing ran, and a busy cycle is not an error to retry.
+    """
+    from .exceptions import InvalidParameterError, PipelineBusyError
+    from .pipeline import run_cycle
+
+    arguments = dict(payload or {})
+    unknown = sorted(set(arguments) - PIPELINE_PAYLOAD_KEYS)
+    if unknown:
+        raise InvalidParameterError(
+            f"unknown pipeline_cycle payload keys {unknown}; use {sorted(PIPELINE_PAYLOAD_KEYS)}"
+        )
+    try:
+        # The task id names the lock's holder: a redelivery of this very cycle is recognisable in the lock table.
+        report = run_cycle(**arguments, holder=f"celery:{self.request.id}@{self.request.hostname}")
+    except PipelineBusyError as exc:
+        return {"status": "busy", "error": str(exc), "node": self.request.hostname}
+    return {**report.to_dict(), "node": self.request.hostname}
 
 
 @app.task(name="crypto_ml.noop")

@@ -60,12 +60,20 @@ SAMPLE_ENV = {
     "RABBITMQ_DEFAULT_USER": "crypto_ml",
     "RABBITMQ_DEFAULT_PASS": "testonlynotasecret",
     "FLOWER_BASIC_AUTH": "admin:testonlynotasecret",
+    "POSTGRES_USER": "crypto_ml",
+    "POSTGRES_PASSWORD": "testonlynotasecret",
 }
 #: Services whose Celery worker consumes a queue, with the queue it must consume.
-COMPOSE_WORKERS = {"worker": "crypto_ml.light", "worker-heavy": "crypto_ml.heavy"}
+COMPOSE_WORKERS = {
+    "worker": "crypto_ml.light",
+    "worker-heavy": "crypto_ml.heavy",
+    "worker-pipeline": "crypto_ml.pipeline",
+}
+#: The autoscaled ones (KEDA or HPA); the pipeline worker runs one task a day and is not scaled.
 K8S_WORKERS = {"crypto-ml-worker-light": "crypto_ml.light", "crypto-ml-worker-heavy": "crypto_ml.heavy"}
+K8S_PIPELINE_WORKER = {"crypto-ml-worker-pipeline": "crypto_ml.pipeline"}
 #: Images that are not ours; the commands run in them are theirs.
-THIRD_PARTY_IMAGES = ("rabbitmq:", "redis:")
+THIRD_PARTY_IMAGES = ("rabbitmq:", "redis:", "postgres:")
 
 
 def deployment_files() -> list[Path]:
@@ -528,8 +536,9 @@ def test_compose_workers_wait_out_the_task_hard_time_limit(compose, service, mon
 def test_compose_heavy_worker_has_tensorflow_one_slot_and_room(compose):
     heavy, light = compose["services"]["worker-heavy"], compose["services"]["worker"]
     assert set(heavy["build"]["args"]["EXTRAS"].split(",")) == {"deep", "stats"}
-    assert set(light["build"]["args"]["EXTRAS"].split(",")) == {"stats", "exchanges"}, (
-        "the light queue runs garch, ets, theta and arima; the manager runs `data fetch`"
+    assert set(light["build"]["args"]["EXTRAS"].split(",")) == {"stats", "exchanges", "postgres"}, (
+        "the light queue runs garch, ets, theta and arima; the manager runs `data fetch`; the pipeline "
+        "worker writes the ledger on PostgreSQL"
     )
     assert parse_celery(heavy["command"])[1]["concurrency"] == 1
     limits = heavy["deploy"]["resources"]["limits"]
@@ -616,7 +625,7 @@ def test_k8s_pods_run_as_non_root(name, pod):
             assert context["runAsUser"] == APP_UID, f"{name}: the image's user is {APP_UID} (Dockerfile USER)"
 
 
-@pytest.mark.parametrize("deployment", sorted(K8S_WORKERS))
+@pytest.mark.parametrize("deployment", sorted({**K8S_WORKERS, **K8S_PIPELINE_WORKER}))
 def test_k8s_workers_shut_down_warm_within_the_grace_period(deployment, monkeypatch):
     pod = pod_spec(k8s_objects("Deployment")[deployment])
     [container] = pod["containers"]
@@ -632,7 +641,7 @@ def test_k8s_workers_shut_down_warm_within_the_grace_period(deployment, monkeypa
     assert container["command"][0] == "celery"
 
 
-@pytest.mark.parametrize("deployment", sorted(K8S_WORKERS))
+@pytest.mark.parametrize("deployment", sorted({**K8S_WORKERS, **K8S_PIPELINE_WORKER}))
 def test_k8s_worker_probes_ping_their_own_node(deployment):
     [container] = pod_spec(k8s_objects("Deployment")[deployment])["containers"]
     prefix = worker_node_prefix(container["command"])
@@ -880,6 +889,43 @@ def test_hpa_alternative_targets_the_worker_deployments():
             )
 
 
+# --- the pipeline's beat: exactly one --------------------------------------------------
+
+
+def beat_commands() -> list[tuple[str, list[str]]]:
+    return [(where, argv) for where, argv in all_commands() if argv[0] == "celery" and parse_celery(argv)[0] == "beat"]
+
+
+def test_exactly_one_beat_and_no_worker_embeds_one():
+    beats = beat_commands()
+    assert sorted(where.split()[0] for where, _ in beats) == ["Deployment/crypto-ml-beat", "compose"], beats
+    for where, argv in all_commands():
+        if argv[0] == "celery" and parse_celery(argv)[0] == "worker":
+            assert not parse_celery(argv)[1].get("beat"), f"{where}: -B makes every replica a beat"
+    for _, argv in beats:
+        # The schedule file must be writable: the image's root file system is read-only.
+        assert parse_celery(argv)[1]["schedule"].startswith("/tmp/")
+
+
+def test_compose_beat_is_one_service_that_never_scales(compose):
+    beat = compose["services"]["beat"]
+    assert "deploy" not in beat or beat["deploy"].get("replicas", 1) == 1
+    assert beat["environment"]["CRYPTO_ML_PIPELINE_SCHEDULE"] == "30 0 * * *"  # the documented default
+    pipeline = compose["services"]["worker-pipeline"]
+    assert pipeline["environment"]["CRYPTO_ML_DATABASE_URL"].startswith("postgresql+psycopg://crypto_ml:")
+    assert pipeline["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+def test_k8s_beat_is_one_replica_outside_every_autoscaler():
+    beat = k8s_objects("Deployment")["crypto-ml-beat"]
+    assert beat["spec"]["replicas"] == 1
+    # A rolling update starts the new pod before stopping the old one: two beats for a while.
+    assert beat["spec"]["strategy"]["type"] == "Recreate"
+    scaled = {obj["spec"]["scaleTargetRef"]["name"] for obj in k8s_objects("ScaledObject").values()}
+    scaled |= {hpa["spec"]["scaleTargetRef"]["name"] for hpa in k8s_objects("HorizontalPodAutoscaler").values()}
+    assert "crypto-ml-beat" not in scaled and not scaled & set(K8S_PIPELINE_WORKER)
+
+
 # --- kustomize ----------------------------------------------------------------------
 
 
@@ -955,8 +1001,9 @@ def test_dockerfile_is_multi_stage_non_root_with_a_worker_healthcheck():
     users = [a for k, a in runtime if k == "USER"]
     assert users and users[-1].split(":")[0] == str(APP_UID), "the final image runs as the fixed non-root UID"
     [extras] = [a.split("=", 1)[1].strip('"') for k, a in runtime if k == "ARG" and a.startswith("EXTRAS=")]
-    assert set(extras.split(",")) == {"stats", "exchanges"}, (
-        "by default the light image: the light queue runs garch, ets, theta and arima; the manager fetches prices"
+    assert set(extras.split(",")) == {"stats", "exchanges", "postgres"}, (
+        "by default the light image: the light queue runs garch, ets, theta and arima; the manager fetches prices; "
+        "the pipeline worker writes the ledger on PostgreSQL"
     )
     [healthcheck] = [a for k, a in runtime if k == "HEALTHCHECK"]
     [cmd] = [a for k, a in runtime if k == "CMD"]
@@ -1053,7 +1100,7 @@ def test_every_queue_is_a_celery_queue_and_every_queue_has_workers():
     compose = interpolate(yaml.safe_load(COMPOSE_FILE.read_text()), SAMPLE_ENV)
     for service, queue in COMPOSE_WORKERS.items():
         assert parse_celery(compose["services"][service]["command"])[1]["queues"] == [queue]
-    for deployment, queue in K8S_WORKERS.items():
+    for deployment, queue in {**K8S_WORKERS, **K8S_PIPELINE_WORKER}.items():
         [container] = pod_spec(k8s_objects("Deployment")[deployment])["containers"]
         assert parse_celery(container["command"])[1]["queues"] == [queue]
     text = "\n".join(path.read_text() for path in deployment_files())

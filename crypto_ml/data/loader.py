@@ -209,6 +209,29 @@ class CryptoLoader:
         self._cache: dict[str, _Parsed | _Span | _Failure] = {}
         self._duplicates: tuple[list[list[str]], list[str]] | None = None
 
+    def until(self, to_date: object) -> CryptoLoader:
+        """The same dataset seen as it was on ``to_date``: only prices up to that day (inclusive).
+
+        The new loader shares this one's parsed coins (each is parsed in full once and
+        only the selection differs), so stepping through history day by day, as
+        ``crypto-ml pipeline replay`` does, reads every file once rather than once a day.
+        ``from_date`` and ``max_points`` are kept.
+
+        Raises:
+            InvalidParameterError: a bad date, or one before this loader's ``from_date``.
+        """
+        import copy
+
+        max_points, from_date, day = check_selection(self.max_points, self.from_date, to_date)
+        # Read what every view needs here, once, so the views share it instead of each reading it.
+        if self._long:
+            self._long_table()
+        else:
+            self._scan()
+        view = copy.copy(self)  # shallow: the scan, the long table and the parse cache are shared
+        view.max_points, view.from_date, view.to_date = max_points, from_date, day
+        return view
+
     @property
     def source(self) -> str:
         """What the data is, for messages and reports: the path, or ``<DataFrame>``."""
