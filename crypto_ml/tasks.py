@@ -92,8 +92,9 @@ def pipeline_cycle(self: Task, payload: dict[str, Any] | None = None) -> dict[st
             f"unknown pipeline_cycle payload keys {unknown}; use {sorted(PIPELINE_PAYLOAD_KEYS)}"
         )
     try:
-        # The task id names the lock's holder: a redelivery of this very cycle is recognisable in the lock table.
-        report = run_cycle(**arguments, holder=f"celery:{self.request.id}@{self.request.hostname}")
+        # The task id alone names the lock's holder: a redelivery of this very cycle (its worker died
+        # holding the lock) runs on another host under the same id, and retakes the lock at once.
+        report = run_cycle(**arguments, holder=f"celery-task:{self.request.id}")
     except PipelineBusyError as exc:
         return {"status": "busy", "error": str(exc), "node": self.request.hostname}
     return {**report.to_dict(), "node": self.request.hostname}

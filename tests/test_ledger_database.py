@@ -76,6 +76,29 @@ def test_processes_opening_a_new_ledger_at_once_all_succeed(ledger_url):
         assert set(inspect(connection).get_table_names()) >= TABLES
 
 
+def test_threads_opening_a_new_ledger_at_once_all_succeed(ledger_url):
+    """An API server opens the ledger from several threads: Alembic's globals must not be shared by two upgrades."""
+    import threading
+
+    barrier, errors = threading.Barrier(4), []
+
+    def open_it():
+        barrier.wait()
+        try:
+            open_ledger(ledger_url).close()
+        except Exception as exc:  # noqa: BLE001 - collected and reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    with open_ledger(ledger_url, upgrade=False) as ledger, ledger.engine.connect() as connection:
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+
+
 def test_sqlite_is_configured_for_concurrent_use(tmp_path):
     with open_ledger(f"sqlite:///{tmp_path / 'new' / 'folder' / 'ledger.sqlite'}") as ledger:
         assert (tmp_path / "new" / "folder" / "ledger.sqlite").is_file()

@@ -62,6 +62,18 @@ def test_an_expired_lock_is_taken_over_and_its_old_holder_releases_nothing(ledge
     assert held(ledger) == []
 
 
+def test_its_own_holder_retakes_an_unexpired_lock_and_others_still_cannot(ledger):
+    # A redelivered cycle task (its worker died holding the lock) names itself by the same task id.
+    first = acquire_lock(ledger, "pipeline:data", holder="celery:task-1@w1", seconds=60)
+    time.sleep(0.05)
+    again = acquire_lock(ledger, "pipeline:data", holder="celery:task-1@w1", seconds=60)
+    assert again.expires_at > first.expires_at
+    with pytest.raises(PipelineBusyError, match="celery:task-1@w1"):
+        acquire_lock(ledger, "pipeline:data", holder="celery:task-2@w2", seconds=60)
+    assert release_lock(ledger, again) is True
+    assert held(ledger) == []
+
+
 def test_threads_racing_for_the_lock_let_exactly_one_in(ledger):
     barrier = threading.Barrier(8)
     outcomes: list[str] = []

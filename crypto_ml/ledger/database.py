@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -223,8 +224,19 @@ def _sqlite_engine(url: URL) -> Engine:
     return engine
 
 
+#: Alembic runs its migration environment through module-level globals (``alembic.context``), so
+#: two threads of one process upgrading at once trample each other (seen: a crash in SQLite);
+#: they take turns here, and processes take turns through the database's own lock.
+_UPGRADE_LOCK = threading.Lock()
+
+
 def upgrade_schema(engine: Engine) -> None:
     """Run the Alembic migrations up to the newest, under a lock so concurrent openers take turns."""
+    with _UPGRADE_LOCK:
+        _upgrade_schema(engine)
+
+
+def _upgrade_schema(engine: Engine) -> None:
     from alembic import command
     from alembic.config import Config
 

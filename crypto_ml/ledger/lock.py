@@ -61,6 +61,10 @@ def default_holder() -> str:
 def acquire_lock(ledger: Ledger, name: str, *, holder: str | None = None, seconds: float) -> HeldLock:
     """Take the lock ``name`` for ``seconds``, or fail at once if someone else holds it unexpired.
 
+    A holder that already has the lock takes it again with a new expiry: a
+    redelivered cycle task names itself by its task id, the same as the
+    delivery whose worker died holding it.
+
     Raises:
         PipelineBusyError: another holder has it; the message names the holder and when its lock expires.
         InvalidParameterError: ``seconds`` is not positive.
@@ -80,7 +84,9 @@ def acquire_lock(ledger: Ledger, name: str, *, holder: str | None = None, second
             "acquired_at": statement.excluded.acquired_at,
             "expires_at": statement.excluded.expires_at,
         },
-        where=LOCKS.c.expires_at < now,
+        # Taken over once expired; and retaken by its own holder: a Celery task redelivered after its
+        # worker died holds it under the same task id, and must not wait out the expiry (an hour).
+        where=(LOCKS.c.expires_at < now) | (LOCKS.c.holder == statement.excluded.holder),
     ).returning(LOCKS.c.holder)
     with database_errors(ledger, f"taking lock {name!r}"), ledger.engine.begin() as connection:
         # A row comes back only if the statement inserted or took over (the driver's rowcount is not reliable here).
