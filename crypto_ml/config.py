@@ -60,9 +60,11 @@ class Settings(BaseSettings):
     # Series per task; None sizes batches so every worker gets about four.
     batch_size: int | None = Field(default=None, ge=1)
     # How prices reach workers: inline in each task, or by reference to a
-    # dataset the workers read themselves; auto: by reference only for celery
-    # and datasets bigger than reference_threshold_mb, where JSON-encoding every
-    # price would cost more than the forecasts.
+    # dataset the workers read themselves; auto: by reference for datasets bigger
+    # than reference_threshold_mb, where JSON-encoding every price for celery, or
+    # reading every coin in the producer for the local engine's processes, would
+    # cost more than the workers mapping the shared dataset cache (DataFrames in
+    # memory stay inline on the local engine).
     transfer: Literal["auto", "inline", "reference"] = "auto"
     reference_threshold_mb: float = Field(default=20.0, gt=0)
     # TensorFlow threads per process; None: 1 inside a worker pool process

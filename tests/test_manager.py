@@ -180,6 +180,27 @@ def test_by_reference_gives_the_same_results_as_inline(synth_dir):
     assert [(r.coin, r.forecast, r.last_date) for r in by_ref] == [(r.coin, r.forecast, r.last_date) for r in inline]
 
 
+def test_auto_transfer_sends_a_big_file_by_reference_to_the_local_engine_too(synth_dir, monkeypatch):
+    import pandas as pd
+
+    from crypto_ml.config import get_settings
+
+    loader = CryptoLoader(synth_dir)
+    small = CryptoManager(loader, engine="local").send_tasks("linear", verbose=False, transfer="auto")
+    assert small.transfer == "inline"  # the sample is far under the 20 MB threshold
+    monkeypatch.setenv("CRYPTO_ML_REFERENCE_THRESHOLD_MB", str(loader.size_bytes() / 2e6))
+    get_settings.cache_clear()
+    big = CryptoManager(loader, engine="local").send_tasks("linear", verbose=False, transfer="auto")
+    assert big.transfer == "reference"
+    assert [(r.coin, r.forecast) for r in big] == [(r.coin, r.forecast) for r in small]
+    # Prices that exist only in memory stay inline: writing them out would cost more than the pool's pipe.
+    coin = loader.get_crypto_names()[0]
+    dates, prices = loader.get_dated_prices(coin)
+    frame = pd.DataFrame({"symbol": coin, "date": dates, "close": prices})
+    in_memory = CryptoManager(CryptoLoader.from_frame(frame), engine="local")
+    assert in_memory.send_tasks("linear", verbose=False, transfer="auto").transfer == "inline"
+
+
 def test_unknown_transfer_mode_is_refused(manager):
     with pytest.raises(InvalidParameterError, match="unknown transfer 'carrier-pigeon'"):
         manager.send_tasks("naive", transfer="carrier-pigeon")
