@@ -23,7 +23,7 @@ from typing import Any
 
 from ..config import get_settings
 from ..exceptions import CryptoMLError, InvalidParameterError
-from .steps import PipelineReport, data_path, forecast_and_record, plan_pipeline
+from .steps import PipelineReport, data_path, finishing_run, forecast_and_record, plan_pipeline
 
 __all__ = ["run_cycle", "lock_name"]
 
@@ -91,7 +91,7 @@ def run_cycle(
     """
     from ..data import CryptoLoader
     from ..data.store import is_price_store
-    from ..ledger import cycle_lock, finish_run, open_ledger, score_matured, start_run
+    from ..ledger import cycle_lock, open_ledger, score_matured, start_run
     from ..manager import CryptoManager
 
     clock = time.perf_counter()
@@ -116,7 +116,7 @@ def run_cycle(
                 ledger, "pipeline", plan.parameters(data=str(path), engine=engine), data_hash=loader.data_hash()
             )
             report.run_id = run_id
-            try:
+            with finishing_run(ledger, run_id, report, clock):
                 with CryptoManager(loader, engine=engine, workers=workers, batch_size=batch_size) as manager:
                     forecast_and_record(manager, ledger, run_id, plan, report)
                 scores = score_matured(ledger, loader)
@@ -125,18 +125,6 @@ def run_cycle(
                     scores.waiting,
                     scores.missing_actual,
                 )
-            except BaseException as exc:
-                report.status = "failed"
-                report.seconds = round(time.perf_counter() - clock, 3)
-                # Best effort: the database may be what failed; the original error is the one to raise.
-                try:
-                    finish_run(ledger, run_id, "failed", {**report.to_dict(), "error": f"{type(exc).__name__}: {exc}"})
-                except Exception:
-                    log.warning("could not mark run %s as failed", run_id, exc_info=True)
-                raise
-            report.status = "ok"
-            report.seconds = round(time.perf_counter() - clock, 3)
-            finish_run(ledger, run_id, "ok", report.to_dict())
     log.info(
         "pipeline run %s: %d forecast rows new, %d already recorded, %d scored in %.1f s",
         report.run_id,

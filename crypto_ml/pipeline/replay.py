@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..exceptions import InvalidParameterError
-from .steps import PipelineReport, data_path, forecast_and_record, plan_pipeline
+from .steps import PipelineReport, data_path, finishing_run, forecast_and_record, plan_pipeline
 
 __all__ = ["replay", "replay_days"]
 
@@ -87,7 +87,7 @@ def replay(
         DataFormatError: the data cannot be read at all.
     """
     from ..data import CryptoLoader
-    from ..ledger import finish_run, open_ledger, score_matured, start_run
+    from ..ledger import open_ledger, score_matured, start_run
     from ..manager import CryptoManager
 
     clock = time.perf_counter()
@@ -108,29 +108,20 @@ def replay(
         parameters = plan.parameters(data=str(path), engine=engine, from_date=str(days[0]), to_date=str(days[-1]))
         run_id = start_run(ledger, "replay", parameters, data_hash=loader.data_hash())
         report.run_id = run_id
-        try:
-            with CryptoManager(loader, engine=engine, workers=workers, batch_size=batch_size) as manager:
-                for done, day in enumerate(days, start=1):
-                    # The day as the live cycle saw it: no price after it, to forecast or to score.
-                    seen = loader.until(day)
-                    manager.use_data(seen)
-                    forecast_and_record(manager, ledger, run_id, plan, report, day=day.isoformat())
-                    scores = score_matured(ledger, seen, as_of=day)
-                    report.scored += scores.scored
-                    report.waiting, report.missing_actual = scores.waiting, scores.missing_actual
-                    if on_day is not None:
-                        on_day(day, done, len(days))
-        except BaseException as exc:
-            report.status = "failed"
-            report.seconds = round(time.perf_counter() - clock, 3)
-            try:
-                finish_run(ledger, run_id, "failed", {**report.to_dict(), "error": f"{type(exc).__name__}: {exc}"})
-            except Exception:
-                log.warning("could not mark run %s as failed", run_id, exc_info=True)
-            raise
-        report.status = "ok"
-        report.seconds = round(time.perf_counter() - clock, 3)
-        finish_run(ledger, run_id, "ok", report.to_dict())
+        with (
+            finishing_run(ledger, run_id, report, clock),
+            CryptoManager(loader, engine=engine, workers=workers, batch_size=batch_size) as manager,
+        ):
+            for done, day in enumerate(days, start=1):
+                # The day as the live cycle saw it: no price after it, to forecast or to score.
+                seen = loader.until(day)
+                manager.use_data(seen)
+                forecast_and_record(manager, ledger, run_id, plan, report, day=day.isoformat())
+                scores = score_matured(ledger, seen, as_of=day)
+                report.scored += scores.scored
+                report.waiting, report.missing_actual = scores.waiting, scores.missing_actual
+                if on_day is not None:
+                    on_day(day, done, len(days))
     log.info(
         "replay %s..%s: %d forecast rows new, %d already recorded, %d scored in %.1f s",
         days[0],

@@ -9,8 +9,10 @@ repeated after an interruption adds nothing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +23,15 @@ if TYPE_CHECKING:
     from ..ledger import Ledger
     from ..manager import CryptoManager
 
-__all__ = ["PipelinePlan", "PipelineReport", "Failure", "plan_pipeline", "forecast_and_record", "data_path"]
+__all__ = [
+    "PipelinePlan",
+    "PipelineReport",
+    "Failure",
+    "plan_pipeline",
+    "forecast_and_record",
+    "data_path",
+    "finishing_run",
+]
 
 log = logging.getLogger(__name__)
 
@@ -229,3 +239,28 @@ def forecast_and_record(
             counts.inserted,
             counts.existing,
         )
+
+
+@contextlib.contextmanager
+def finishing_run(ledger: Any, run_id: int, report: PipelineReport, started: float) -> Iterator[None]:
+    """Mark the run "ok" with the report as its summary when the block ends, or "failed" when it raises.
+
+    Marking a failure is best effort: the database may be what failed, and the
+    block's own error is the one raised. ``started`` is the ``time.perf_counter()``
+    the report's seconds count from.
+    """
+    from ..ledger import finish_run
+
+    try:
+        yield
+    except BaseException as exc:
+        report.status = "failed"
+        report.seconds = round(time.perf_counter() - started, 3)
+        try:
+            finish_run(ledger, run_id, "failed", {**report.to_dict(), "error": f"{type(exc).__name__}: {exc}"})
+        except Exception:
+            log.warning("could not mark run %s as failed", run_id, exc_info=True)
+        raise
+    report.status = "ok"
+    report.seconds = round(time.perf_counter() - started, 3)
+    finish_run(ledger, run_id, "ok", report.to_dict())
