@@ -258,8 +258,8 @@ def finishing_run(ledger: Any, run_id: int, report: PipelineReport, started: flo
         report.seconds = round(time.perf_counter() - started, 3)
         try:
             finish_run(ledger, run_id, "failed", {**report.to_dict(), "error": f"{type(exc).__name__}: {exc}"})
-        except Exception:
-            log.warning("could not mark run %s as failed", run_id, exc_info=True)
+        except Exception as marking:  # noqa: BLE001 - best effort; one line, the CLI prints no tracebacks
+            log.warning("could not mark run %s as failed (%s: %s)", run_id, type(marking).__name__, marking)
         raise
     report.status = "ok"
     report.seconds = round(time.perf_counter() - started, 3)
