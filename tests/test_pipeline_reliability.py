@@ -408,3 +408,39 @@ def test_beat_killed_and_restarted_records_each_forecast_once(
     after, expected = counts(postgres_url), counts(reference_url)
     assert {**after, "runs": 0, "locks": 0} == {**expected, "runs": 0, "locks": 0}
     assert_same_ledger(ledger_table(postgres_url), ledger_table(reference_url))
+
+
+# --- The pipeline worker as compose runs it: the cycle's forecasts on other workers ---------------------
+
+
+@pytest.mark.broker
+@pytest.mark.slow
+def test_a_pipeline_worker_sends_the_cycles_forecasts_to_the_forecasting_workers(
+    reliability_vhost, start_worker, cycle_data, tmp_path
+):
+    """docker-compose's worker-pipeline runs with CRYPTO_ML_ENGINE=celery: its cycle waits on forecast tasks
+    that a light worker runs, from inside a task of its own."""
+    from crypto_ml.celery_app import LIGHT_QUEUE, PIPELINE_QUEUE
+    from crypto_ml.pipeline import run_cycle
+
+    payload = {"data": str(cycle_data), "models": "ewma", "horizon": CYCLE_HORIZON}
+    reference_url = f"sqlite:///{tmp_path / 'reference.sqlite'}"
+    ledger_url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    reference = run_cycle(**payload, engine="local", workers=1, database_url=reference_url)
+    assert reference.status == "ok" and not reference.failures
+
+    env = {"CRYPTO_ML_BROKER_URL": reliability_vhost, "CRYPTO_ML_ENGINE": "celery"}
+    forecasting = start_worker("light-for-pipeline", queues=LIGHT_QUEUE, env=env, wait=False)
+    pipeline = start_worker("pipeline-celery", queues=PIPELINE_QUEUE, env=env, wait=False)
+    _wait_ready(forecasting)
+    _wait_ready(pipeline)
+    _send_cycle(reliability_vhost, {**payload, "database_url": ledger_url})
+    statuses: list[str] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and statuses != ["ok"]:
+        time.sleep(0.5)
+        statuses = _statuses_or_none(ledger_url)
+    assert statuses == ["ok"], f"{statuses}\n--- pipeline worker ---\n{pipeline.log()[-3000:]}"
+    assert "forecast_batch[" in forecasting.log(), "the forecasts ran on the forecasting worker"
+    assert counts(ledger_url)["forecasts"] == reference.forecasts_inserted
+    assert_same_ledger(ledger_table(ledger_url), ledger_table(reference_url))
