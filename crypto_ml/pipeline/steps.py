@@ -148,6 +148,12 @@ class PipelineReport:
     seconds: float = 0.0
     status: str = "running"
 
+    def __post_init__(self) -> None:
+        # Not a field: asdict (the run's JSON summary) leaves it out. (stage, coin, model, error type) -> entry.
+        self._failure_index: dict[tuple[str, str, str | None, str], Failure] = {
+            (f.stage, f.coin, f.model, f.error_type): f for f in self.failures
+        }
+
     @property
     def failed_coins(self) -> list[str]:
         """Coins with at least one failure, in first-seen order."""
@@ -156,19 +162,19 @@ class PipelineReport:
     def add_failure(
         self, stage: str, coin: str, model: str | None, error_type: str, error: str, day: str | None = None
     ) -> None:
-        """Record a failure; the same failure on several days of a replay is one entry listing the days."""
-        for failure in self.failures:
-            if (failure.stage, failure.coin, failure.model, failure.error_type, failure.error) == (
-                stage,
-                coin,
-                model,
-                error_type,
-                error,
-            ):
-                if day is not None:
-                    failure.days.append(day)
-                return
-        self.failures.append(Failure(stage, coin, model, error_type, error, [day] if day is not None else []))
+        """Record a failure; the same kind of failure on several days of a replay is one entry listing the days.
+
+        Entries are matched by stage, coin, model and error type, not by message: a young coin's
+        "needs 20 points, the series has 7" grows by a point a day. The entry keeps the latest message.
+        """
+        key = (stage, coin, model, error_type)
+        failure = self._failure_index.get(key)
+        if failure is None:
+            failure = self._failure_index[key] = Failure(stage, coin, model, error_type, error)
+            self.failures.append(failure)
+        failure.error = error
+        if day is not None:
+            failure.days.append(day)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe: lists, numbers and strings only."""
