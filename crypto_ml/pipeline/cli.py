@@ -18,6 +18,7 @@ import click
 
 from ..cli import EXIT_FAILURES, EXIT_OK, _compose, _console, _parse_model_params, _split_coins, data_option
 from ..cli import engine_option as _engine_option
+from ..ledger.cli import database_option
 
 if TYPE_CHECKING:
     from .steps import PipelineReport
@@ -58,14 +59,7 @@ pipeline_options = _compose(
     click.option("--coins", "-c", default=None, help="Comma-separated coin names [default: every coin]."),
     data_option,
     _engine_option,
-    click.option(
-        "--database",
-        "database_url",
-        default=None,
-        metavar="URL",
-        help="The ledger's SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db "
-        "[env CRYPTO_ML_DATABASE_URL; default: ledger.sqlite beside the model store].",
-    ),
+    database_option,
     click.option(
         "--workers", type=click.IntRange(min=1), default=None, help="Local engine processes [default: cores]."
     ),
