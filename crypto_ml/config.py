@@ -136,6 +136,26 @@ class Settings(BaseSettings):
     # beats the random walk by much on daily crypto prices, so 10 % worse than naive is a model gone wrong,
     # not noise (the backtest's models sit within a few percent of naive).
     ledger_mae_threshold: float = Field(default=1.10, gt=0)
+    # `crypto-ml serve` (crypto_ml.api). The largest request body accepted, in bytes: a forecast request is
+    # a few hundred bytes, even one naming all 100 coins is under 4 KB; 64 KB leaves room for long lists
+    # of coins and parameters, and refuses (413) anything that could only be a mistake or an attack.
+    api_max_body_bytes: int = Field(default=65_536, ge=1_024)
+    # Jobs one API key may have queued or running at once (429 past it); `apikey create --max-jobs` overrides it.
+    api_max_concurrent_jobs: int = Field(default=4, ge=1)
+    # Requests one API key may make a minute, every /v1 route counted (429 with Retry-After past it);
+    # `apikey create --rpm` overrides it. 600: a dashboard polling every second, with room to spare.
+    api_requests_per_minute: int = Field(default=600, ge=1)
+    # Seconds an API process's claim on a job lasts without a heartbeat: when it dies, another process (or the
+    # same one restarted) takes the job over after this, finds its tasks by id and collects what finished.
+    api_job_lease_seconds: float = Field(default=15.0, gt=0)
+    # The longest GET /v1/jobs/{id}?wait=... may hold a request, in seconds (behind a proxy, keep it under
+    # the proxy's read timeout: nginx's default is 60 s).
+    api_max_wait_seconds: float = Field(default=55.0, ge=0)
+    # Origins allowed to call the API from a browser (comma-separated, CORS); empty: CORS is off, and
+    # only the dashboard, served by the API itself, can call it from a browser.
+    api_cors_origins: str = ""
+    # Hours a dashboard login lasts.
+    api_session_hours: float = Field(default=12.0, gt=0)
     # Library log level; logs go to stderr or log_file, never into the package.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     log_file: Path | None = None

@@ -20,7 +20,9 @@ The tree::
      ├── ModelStoreError                    a stored model is missing, unreadable or not ours
      │    └── IncompatibleModelError        a stored model does not fit the request or this install
      ├── LedgerError(RuntimeError)          the forecast ledger's database cannot be reached or written
-     └── PipelineBusyError(RuntimeError)    another pipeline cycle holds the lock; the message says who and until when
+     ├── PipelineBusyError(RuntimeError)    another pipeline cycle holds the lock; the message says who and until when
+     ├── UnknownJobError(KeyError)          no such API job for this API key
+     └── TooManyJobsError(RuntimeError)     an API key has as many jobs running as it may; carries retry_after
 
 Messages name the bad value and say what to do. Every exception takes a single
 string argument, so that it survives being serialised across the broker and
@@ -49,6 +51,8 @@ __all__ = [
     "IncompatibleModelError",
     "LedgerError",
     "PipelineBusyError",
+    "UnknownJobError",
+    "TooManyJobsError",
 ]
 
 
@@ -133,3 +137,26 @@ class LedgerError(RuntimeError, CryptoMLError):
 
 class PipelineBusyError(RuntimeError, CryptoMLError):
     """Another pipeline cycle holds the cycle lock; the message names the holder and when its lock expires."""
+
+
+class UnknownJobError(KeyError, CryptoMLError):
+    """No API job with this id belongs to the caller's key (another key's job is reported the same way)."""
+
+    def __str__(self) -> str:  # KeyError's own quotes the message
+        return str(self.args[0]) if self.args else ""
+
+
+class TooManyJobsError(RuntimeError, CryptoMLError):
+    """An API key already has as many jobs queued or running as it may; the API answers 429.
+
+    Args:
+        message: What the limit is and what to do.
+        retry_after: Seconds after which a retry may succeed (the ``Retry-After`` header).
+    """
+
+    def __init__(self, message: str, retry_after: float = 5.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def __reduce__(self):  # the single-string rule: survives pickling with its retry_after
+        return (type(self), (str(self), self.retry_after))

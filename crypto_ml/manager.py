@@ -8,6 +8,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from .references import dataset_reference
 from .results import CoinForecast, ForecastRun, TrainRun
 from .training import train_batch
 
-__all__ = ["CryptoManager"]
+__all__ = ["CryptoManager", "DispatchPlan"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,23 @@ log = logging.getLogger(__name__)
 BATCHES_PER_SLOT = 4
 
 TRANSFER_MODES = ("auto", "inline", "reference")
+
+
+@dataclass(frozen=True)
+class DispatchPlan:
+    """What ``CryptoManager.plan`` would send.
+
+    Attributes:
+        coins: The normalised coin names, in request order, without repeats.
+        records: The failure record of each coin that could not be loaded, by coin.
+        payloads: One task payload per batch, each with its ``"series"``.
+        transfer: ``inline`` or ``reference``.
+    """
+
+    coins: list[str]
+    records: dict[str, list[dict[str, Any]]]
+    payloads: list[dict[str, Any]]
+    transfer: str
 
 
 class CryptoManager:
@@ -152,20 +170,12 @@ class CryptoManager:
             MissingDependencyError: on the local engine, the model's extra is not installed.
             EngineError: the requested engine cannot run at all.
         """
-        horizon = validate_horizon(horizon)
-        levels = validate_levels(levels)
         if data is not None:
             self.use_data(data)
-        model = resolve_name(model if model is not None else get_settings().model)
-        params = dict(params or {})
-        get_model(model, **params)  # rejects bad parameters before anything is sent
-        self._check_installed(model)
+        task = self.forecast_task(model, horizon, params, levels=levels, from_store=from_store, store=store)
+        model, horizon, params, levels = task["model"], task["horizon"], task["params"], task["levels"]
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
         clock = time.perf_counter()
-
-        task: dict[str, Any] = {"model": model, "horizon": horizon, "params": params, "levels": list(levels)}
-        if from_store:
-            task.update(from_store=True, store=str(ModelStore(store).root.resolve()))
         ordered, records, transfer = self.dispatch(
             forecast_batch, task, coins, label=model, progress=progress, transfer=transfer
         )
@@ -187,6 +197,34 @@ class CryptoManager:
         if verbose:
             self.print_results(run)
         return run
+
+    def forecast_task(
+        self,
+        model: str | None = None,
+        horizon: int = 10,
+        params: dict[str, Any] | None = None,
+        *,
+        levels: Any = None,
+        from_store: bool = False,
+        store: str | Path | None = None,
+    ) -> dict[str, Any]:
+        """The checked keys every forecast payload carries: ``model``, ``horizon``, ``params``, ``levels``
+        (and ``from_store``, ``store``); the arguments are ``send_tasks``'s.
+
+        Raises:
+            InvalidParameterError, UnknownModelError, MissingDependencyError: as ``send_tasks``,
+            before anything is sent.
+        """
+        horizon = validate_horizon(horizon)
+        levels = validate_levels(levels)
+        model = resolve_name(model if model is not None else get_settings().model)
+        params = dict(params or {})
+        get_model(model, **params)  # rejects bad parameters before anything is sent
+        self._check_installed(model)
+        task: dict[str, Any] = {"model": model, "horizon": horizon, "params": params, "levels": list(levels)}
+        if from_store:
+            task.update(from_store=True, store=str(ModelStore(store).root.resolve()))
+        return task
 
     def train(
         self,
@@ -286,43 +324,18 @@ class CryptoManager:
                 a model does not accept.
             EngineError: the requested engine cannot run at all.
         """
-        names, horizon, windows, step, params = validate_request(models, horizon, windows, step, params)
-        levels = validate_levels(levels)
         if data is not None:
             self.use_data(data)  # a DataFrame or a path, as in send_tasks
-        for name in names:
-            self._check_installed(name)
+        task = self.backtest_task(models, horizon, windows, step, params, levels=levels)
+        names, horizon, windows, step = task["models"], task["horizon"], task["windows"], task["step"]
+        params = task["params"]
+        levels = tuple(task["levels"])
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
         clock = time.perf_counter()
-        task = {
-            "models": names,
-            "horizon": horizon,
-            "windows": windows,
-            "step": step,
-            "params": params,
-            "levels": list(levels),
-        }
         ordered, by_coin, transfer = self.dispatch(
             backtest_batch, task, coins, label=",".join(names), progress=progress, transfer=transfer
         )
-
-        rank = {name: index for index, name in enumerate(names)}
-        records: list[dict[str, Any]] = []
-        for coin in ordered:
-            found: list[dict[str, Any]] = []
-            for record in by_coin.get(coin, []):
-                if "window" in record:
-                    found.append(record)
-                else:  # failed before a worker backtested it (unloadable coin, lost batch): one record per model
-                    found.extend(coin_failures(coin, names, record["error"], task, record["error_type"]))
-            if any(r.get("cutoff") and not r.get("cutoff_date") for r in found):
-                # Inline payloads carry no dates; date the windows from the producer's copy of the data.
-                try:
-                    date_windows(found, np.datetime_as_string(self.loader.get_dated_prices(coin)[0], unit="D").tolist())
-                except CryptoMLError as exc:
-                    log.warning("cannot date the backtest windows of %s: %s", coin, exc)
-            found.sort(key=lambda r: (rank.get(r["model"], len(rank)), r["window"] or 0))
-            records.extend(found)
+        records = [record for coin in ordered for record in self.backtest_records(coin, by_coin.get(coin, []), task)]
 
         loader = self.loader
         engine = self.engine
@@ -349,6 +362,60 @@ class CryptoManager:
             levels=levels,
         )
 
+    def backtest_task(
+        self,
+        models: str | Sequence[str],
+        horizon: int = 10,
+        windows: int = 30,
+        step: int | None = None,
+        params: dict[str, dict[str, Any]] | None = None,
+        *,
+        levels: Any = None,
+    ) -> dict[str, Any]:
+        """The checked keys every backtest payload carries (``models``, ``horizon``, ``windows``, ``step``,
+        ``params``, ``levels``); the arguments are ``backtest``'s.
+
+        Raises:
+            UnknownModelError, InvalidParameterError, MissingDependencyError: as ``backtest``.
+        """
+        names, horizon, windows, step, params = validate_request(models, horizon, windows, step, params)
+        levels = validate_levels(levels)
+        for name in names:
+            self._check_installed(name)
+        return {
+            "models": names,
+            "horizon": horizon,
+            "windows": windows,
+            "step": step,
+            "params": params,
+            "levels": list(levels),
+        }
+
+    def backtest_records(
+        self, coin: str, found: Sequence[dict[str, Any]], task: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """One coin's backtest records as a ``BacktestRun`` holds them: dated, by model then window.
+
+        A record without a window (the coin failed before a worker backtested it: unloadable,
+        lost batch) becomes one failure record per model.
+        """
+        names = task["models"]
+        records: list[dict[str, Any]] = []
+        for record in found:
+            if "window" in record:
+                records.append(record)
+            else:
+                records.extend(coin_failures(coin, names, record["error"], task, record["error_type"]))
+        if any(r.get("cutoff") and not r.get("cutoff_date") for r in records):
+            # Inline payloads carry no dates; date the windows from the producer's copy of the data.
+            try:
+                date_windows(records, np.datetime_as_string(self.loader.get_dated_prices(coin)[0], unit="D").tolist())
+            except CryptoMLError as exc:
+                log.warning("cannot date the backtest windows of %s: %s", coin, exc)
+        rank = {name: index for index, name in enumerate(names)}
+        records.sort(key=lambda r: (rank.get(r["model"], len(rank)), r["window"] or 0))
+        return records
+
     def dispatch(
         self,
         function: Callable[[dict[str, Any]], list[dict[str, Any]]],
@@ -361,9 +428,9 @@ class CryptoManager:
     ) -> tuple[list[str], dict[str, list[dict[str, Any]]], str]:
         """Run a batch task function over coins on the engine and gather its records by coin.
 
-        The shared machinery of forecasting and backtesting: load (or reference)
-        the data, cut it into batches, map ``function`` over them, and turn a
-        batch that failed as a whole into a failure record per coin it carried.
+        The shared machinery of forecasting and backtesting: ``plan`` the batches,
+        map ``function`` over them, and turn a batch that failed as a whole into a
+        failure record per coin it carried.
 
         Args:
             function: A plain task function taking a payload with ``"series"`` and
@@ -377,6 +444,35 @@ class CryptoManager:
         Returns:
             The normalised coin names in request order, every coin's records, and the
             transfer mode used.
+        """
+        plan = self.plan(task, coins, label=label, transfer=transfer)
+        records = {coin: list(found) for coin, found in plan.records.items()}
+        payloads = plan.payloads
+        with _progress_bar(sum(len(payload["series"]) for payload in payloads), progress) as advance:
+            for index, outcome in self.engine.map(function, payloads):
+                batch = payloads[index]["series"]
+                if isinstance(outcome, BaseException):
+                    outcome = [failure_record(item["coin"], label, outcome) for item in batch]
+                for record in outcome:
+                    records.setdefault(record["coin"], []).append(record)
+                advance(len(batch))
+        return plan.coins, records, plan.transfer
+
+    def plan(
+        self, task: dict[str, Any], coins: Sequence[str] | None = None, *, label: str, transfer: str | None = None
+    ) -> DispatchPlan:
+        """The payloads that would carry ``task`` over ``coins``, without sending them.
+
+        Loads each coin (or, by reference, names the dataset), records the coins that
+        cannot be loaded as failures, and cuts the rest into batches sized to the engine.
+        ``dispatch`` runs a plan at once; the HTTP API stores one and sends its payloads
+        under task ids of its own, so that a restarted API finds them again.
+
+        Args:
+            task: Keys merged into every payload (model, horizon, params, ...).
+            coins: Coin names; None means every coin the loader has.
+            label: The model name(s) failure records carry.
+            transfer: ``inline``, ``reference`` or ``auto`` (see ``send_tasks``).
         """
         names = list(coins) if coins is not None else self.loader.get_crypto_names()
         ordered = list(dict.fromkeys(normalize_name(name) for name in names))
@@ -397,17 +493,7 @@ class CryptoManager:
                     records[item["coin"]] = [item]
                 else:
                     series.append(item)
-
-        payloads = self._batches(series, engine.slots, extra)
-        with _progress_bar(len(series), progress) as advance:
-            for index, outcome in engine.map(function, payloads):
-                batch = payloads[index]["series"]
-                if isinstance(outcome, BaseException):
-                    outcome = [failure_record(item["coin"], label, outcome) for item in batch]
-                for record in outcome:
-                    records.setdefault(record["coin"], []).append(record)
-                advance(len(batch))
-        return ordered, records, transfer
+        return DispatchPlan(ordered, records, self._batches(series, engine.slots, extra), transfer)
 
     def _check_installed(self, model: str) -> None:
         """Refuse a model whose extra is missing, when the tasks run in this environment.
