@@ -1,15 +1,15 @@
 # syntax=docker/dockerfile:1
 #
-# crypto_ml worker image: one image (the `stats` and `exchanges` extras, by default)
-# runs light workers, Flower, the manager and `crypto-ml data fetch`; the same file
-# with EXTRAS=deep,stats builds
-# the heavy (TensorFlow) worker image.
+# crypto_ml image: one image (the `stats`, `exchanges`, `postgres` and `api` extras, by
+# default) runs light workers, the pipeline worker and beat, Flower, the manager,
+# `crypto-ml data fetch` and the HTTP API (`crypto-ml serve`); the same file with
+# EXTRAS=deep,stats builds the heavy (TensorFlow) worker image.
 #
-#   docker build -t crypto-ml:0.1.0 .                                        # light workers, Flower, manager
+#   docker build -t crypto-ml:0.1.0 .                                        # light workers, API, Flower, manager
 #   docker build --build-arg EXTRAS=deep,stats -t crypto-ml-heavy:0.1.0 .    # heavy workers: adds TensorFlow
 #
-# No secret is baked in: the broker URL and Flower's credentials come from the
-# environment at run time (docker-compose.yml from .env, k8s from a Secret).
+# No secret is baked in: the broker and database URLs and Flower's credentials come
+# from the environment at run time (docker-compose.yml from .env, k8s from a Secret).
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -28,13 +28,14 @@ RUN python -m build --wheel --outdir /dist
 # --- runtime: the installed wheel, run by an unprivileged user ----------------
 FROM ${PYTHON_IMAGE} AS runtime
 # Extras to install with the wheel, a comma-separated list (pip reads
-# crypto_ml-*.whl[deep,stats]): "stats,exchanges,postgres" for light workers, the
-# pipeline worker and beat, Flower and the manager (statsforecast and arch, for the
-# garch, ets, theta and arima models, which run on the light queue; ccxt, for
-# `crypto-ml data fetch`; psycopg, for the forecast ledger on PostgreSQL); "deep,stats"
-# for the heavy queue (TensorFlow is ~600 MB and only heavy workers import it). ""
-# installs the core alone.
-ARG EXTRAS="stats,exchanges,postgres"
+# crypto_ml-*.whl[deep,stats]): "stats,exchanges,postgres,api" for light workers, the
+# pipeline worker and beat, Flower, the manager and the API (statsforecast and arch, for
+# the garch, ets, theta and arima models, which run on the light queue; ccxt, for
+# `crypto-ml data fetch`; psycopg, for the forecast ledger and the API's jobs on
+# PostgreSQL; FastAPI, uvicorn and jinja2, for `crypto-ml serve`, ~15 MB, imported by
+# that command only); "deep,stats" for the heavy queue (TensorFlow is ~600 MB and only
+# heavy workers import it). "" installs the core alone.
+ARG EXTRAS="stats,exchanges,postgres,api"
 # A fixed UID/GID (10001, outside the ranges distributions give to system and
 # login users) so Kubernetes' runAsUser/fsGroup in k8s/ can name it. /results
 # (the manager's files) and /models (the model store, which every worker must
@@ -62,7 +63,7 @@ WORKDIR /home/crypto
 # The node name must be the one the command gives with -n (light@%h: %h is the
 # hostname, which Docker and Kubernetes also export as $HOSTNAME). celery exits
 # 69 when no node replies; Docker reserves 2, so any failure is mapped to 1.
-# Services that run another command (Flower, the manager) override or disable it.
+# Services that run another command (the API, Flower, the manager) override or disable it.
 HEALTHCHECK --interval=30s --timeout=20s --start-period=60s --retries=3 \
     CMD ["sh", "-c", "celery -A crypto_ml inspect ping --timeout 10 -d \"light@${HOSTNAME}\" || exit 1"]
 

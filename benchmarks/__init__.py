@@ -18,6 +18,7 @@ BENCHMARKS = {
     "intervals": "benchmarks.intervals",
     "overhead": "benchmarks.overhead",
     "dispatch": "benchmarks.dispatch",
+    "api_load": "benchmarks.api_load",
     "lstm": "benchmarks.lstm",
     "scaling": "benchmarks.scaling",
 }

@@ -873,11 +873,14 @@ def _print_fetch(report) -> None:
 
 
 # Last: the pipeline commands reuse the options defined above.
+from .api import cli as api_cli  # noqa: E402
 from .ledger import cli as ledger_cli  # noqa: E402
 from .pipeline import cli as pipeline_cli  # noqa: E402
 
 cli.add_command(pipeline_cli.pipeline)
 cli.add_command(ledger_cli.ledger)
+cli.add_command(api_cli.serve)
+cli.add_command(api_cli.apikey)
 
 
 def main() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -204,3 +206,136 @@ def ledger(ledger_url):
 
     with open_ledger(ledger_url) as opened:
         yield opened
+
+
+# --- The HTTP API (crypto-ml serve): its database, servers and workers -------------------------------
+
+
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database (its SQLAlchemy URL), dropped on exit; skips when there is no server."""
+    import uuid
+
+    admin, reason = postgres_admin()
+    if admin is None:
+        skip_or_fail(reason)
+    connection, user = admin
+    name = f"crypto_ml_api_{uuid.uuid4().hex[:12]}"
+    with connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"postgresql+psycopg://{user}@{POSTGRES_HOST}:{POSTGRES_PORT}/{name}"
+        finally:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def api_database():
+    """A fresh PostgreSQL database for an API server of this test (the ledger's tables and the API's)."""
+    with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+def api_server(api_database, tmp_path):
+    """Start ``crypto-ml serve`` processes on ``api_database``; every one started is stopped at the end.
+
+    ``start(env=None, workers=1, *, data_dir=None, port=None, timeout=30) -> ApiServer``; ``data_dir`` becomes
+    ``CRYPTO_ML_DATA_DIR``; ``port`` reuses a port (a restart after a kill).
+    """
+    from api_helpers import ApiServer
+
+    servers: list[ApiServer] = []
+
+    def start(
+        env: dict[str, str] | None = None,
+        workers: int = 1,
+        *,
+        data_dir: Path | None = None,
+        port: int | None = None,
+        timeout: float = 30,
+    ) -> ApiServer:
+        server_env = {"CRYPTO_ML_DATABASE_URL": api_database}
+        if data_dir is not None:
+            server_env["CRYPTO_ML_DATA_DIR"] = str(data_dir)
+        server = ApiServer(tmp_path, env={**server_env, **(env or {})}, workers=workers, port=port)
+        servers.append(server)
+        return server.start(timeout)
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def api_module_env(tmp_path_factory):
+    """For a server and workers shared by a test module: the settings' defaults, and folders of the module's own.
+
+    Module-scoped fixtures run before ``isolated_settings``, so this clears the developer's ``CRYPTO_ML_*``
+    variables itself, for as long as the module runs; processes started meanwhile inherit that environment.
+    """
+    folder = tmp_path_factory.mktemp("api-module")
+    with pytest.MonkeyPatch.context() as patch:
+        for field in Settings.model_fields:
+            patch.delenv(f"CRYPTO_ML_{field.upper()}", raising=False)
+        patch.setenv("CRYPTO_ML_MODEL_STORE", str(folder / "model-store"))
+        patch.setenv("CRYPTO_ML_CACHE_DIR", str(folder / "dataset-cache"))
+        patch.setenv("CRYPTO_ML_PRICE_STORE", str(folder / "price-store"))
+        get_settings.cache_clear()
+        yield folder
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def module_api_database(api_module_env):
+    """``api_database`` shared by a whole test module."""
+    with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def module_start_worker(api_module_env):
+    """``start_worker`` for a whole test module: the workers live until the module's last test ends."""
+    from workers import WorkerProcess, wait_for_nodes
+
+    reason = services_down_reason()
+    if reason:
+        skip_or_fail(reason)
+    started: list[WorkerProcess] = []
+
+    def start(name: str = "w", *, concurrency: int = 1, env: dict | None = None, wait: bool = True) -> WorkerProcess:
+        """Start a worker; ``wait=False`` returns at once (start the server meanwhile, then ``wait_for_nodes``)."""
+        worker = WorkerProcess(name, api_module_env, concurrency=concurrency, env=env).start()
+        started.append(worker)
+        if wait:
+            try:
+                wait_for_nodes([worker.node])
+            except TimeoutError as exc:
+                raise AssertionError(f"{exc}\n--- worker log ---\n{worker.log()[-3000:]}") from None
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture(scope="module")
+def module_api_server(module_api_database, api_module_env):
+    """``api_server`` for a whole test module, on ``module_api_database``."""
+    from api_helpers import ApiServer
+
+    servers: list[ApiServer] = []
+
+    def start(
+        env: dict[str, str] | None = None, workers: int = 1, *, data_dir: Path | None = None, timeout: float = 30
+    ) -> ApiServer:
+        server_env = {"CRYPTO_ML_DATABASE_URL": module_api_database}
+        if data_dir is not None:
+            server_env["CRYPTO_ML_DATA_DIR"] = str(data_dir)
+        server = ApiServer(api_module_env, env={**server_env, **(env or {})}, workers=workers)
+        servers.append(server)
+        return server.start(timeout)
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -159,3 +159,42 @@ def test_helpers():
     assert percentile([5.0], 95) == 5.0
     memory = rss_kib(os.getpid())
     assert memory["rss"] > 0 and memory["peak"] >= memory["rss"]
+
+
+def test_api_load_summarises_a_phase_without_a_server():
+    """api_load's arithmetic on a made-up phase: the load itself needs a server, workers and a broker."""
+    from benchmarks import api_load
+
+    parts = ("api", "workers", "postgresql", "rabbitmq", "redis", "client", "machine")
+    record = api_load.PhaseRecord(users=2, start=0.0, end=10.0)
+    # (started at, seconds, outcome); the submit at 11.0 s is in the drain, after the loaded window.
+    record.submits = [(1.0, 0.010, "202"), (2.0, 0.020, "202"), (3.0, 0.5, "429"), (11.0, 0.03, "202")]
+    record.statuses = [(1.5, 0.005, "200"), (2.5, 0.007, "200"), (4.0, 1.0, "ReadTimeout")]
+    record.accepted = ["a", "b", "c"]
+    record.finished = {"a": ("succeeded", 0.6, 0.4), "b": ("failed", 0.8, 0.7)}
+    record.unfinished = ["c"]
+    record.loop_lag = [0.001, 0.002]
+    record.cpu_start = api_load.CpuSnapshot(0.0, dict.fromkeys(parts, 100.0))
+    record.cpu_end = api_load.CpuSnapshot(
+        10.0,
+        {"api": 106.0, "workers": 101.0, "postgresql": 101.0, "rabbitmq": 100.5, "redis": 100.5}
+        | {"client": 101.0, "machine": 119.0},
+    )
+    checked = {"missing": 0, "unfinished": 1, "without_result": 0, "duplicated": 0}
+    row = api_load.phase_row(record, checked, server_workers=2, idle_cores=0.3)
+
+    assert row["requests"] == 6 and row["requests_in_drain"] == 1
+    assert row["requests_per_s"] == pytest.approx(0.6)
+    assert row["submit_p50_ms"] == pytest.approx(15.0), "only accepted submits are timed"
+    assert row["errors_by_status"] == {"429": 1, "ReadTimeout": 1}
+    assert (row["jobs_submitted"], row["jobs_completed"], row["jobs_failed"]) == (3, 1, 1)
+    assert row["jobs_lost"] == 1 and row["jobs_duplicated"] == 0
+    assert row["api_cpu_ms_per_request"] == pytest.approx(1000.0)
+    assert row["api_marginal_cpu_ms_per_request"] == pytest.approx(1000 * (0.6 - 0.3) / 0.6)
+    assert row["broker_cores"] == pytest.approx(0.1) and row["other_cores"] == pytest.approx(0.9)
+
+    table = api_load.markdown_table([row]).splitlines()
+    assert len(table) == 3 and all(line.count("|") == table[0].count("|") for line in table)
+    assert "429×1" in table[2]
+    assert "CPU is the limit and other processes" in api_load.bottleneck(row, cores=1)
+    assert api_load.tree_cpu_seconds(os.getpid()) > 0 and api_load.machine_busy_seconds() > 0

@@ -536,9 +536,9 @@ def test_compose_workers_wait_out_the_task_hard_time_limit(compose, service, mon
 def test_compose_heavy_worker_has_tensorflow_one_slot_and_room(compose):
     heavy, light = compose["services"]["worker-heavy"], compose["services"]["worker"]
     assert set(heavy["build"]["args"]["EXTRAS"].split(",")) == {"deep", "stats"}
-    assert set(light["build"]["args"]["EXTRAS"].split(",")) == {"stats", "exchanges", "postgres"}, (
+    assert set(light["build"]["args"]["EXTRAS"].split(",")) == {"stats", "exchanges", "postgres", "api"}, (
         "the light queue runs garch, ets, theta and arima; the manager runs `data fetch`; the pipeline "
-        "worker writes the ledger on PostgreSQL"
+        "worker writes the ledger on PostgreSQL; the API runs `crypto-ml serve`"
     )
     assert parse_celery(heavy["command"])[1]["concurrency"] == 1
     limits = heavy["deploy"]["resources"]["limits"]
@@ -560,6 +560,56 @@ def test_compose_flower_requires_basic_auth(compose_raw, compose):
     flower = compose_raw["services"]["flower"]
     assert flower["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")
     assert compose["services"]["flower"]["environment"]["FLOWER_BASIC_AUTH"] == SAMPLE_ENV["FLOWER_BASIC_AUTH"]
+
+
+def test_compose_postgres_takes_its_password_from_env(compose_raw):
+    postgres = compose_raw["services"]["postgres"]["environment"]
+    assert postgres["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:?"), "no default database password"
+    assert read_env_file(ENV_EXAMPLE).get("POSTGRES_PASSWORD") == ""
+
+
+def test_compose_api_serves_the_light_image_published_on_localhost(compose):
+    api = compose["services"]["api"]
+    name, params = parse_crypto_ml(api["command"])
+    assert name == "serve" and params["host"] == "0.0.0.0", "in its container the API must listen beyond loopback"
+    assert params["workers"] == 2
+    [published] = api["ports"]
+    host, _, container_port = str(published).split(":")
+    assert host == "127.0.0.1" and int(container_port) == params["port"] == 8000
+    assert api["image"] == compose["x-app"]["image"], "the light image, which installs the api extra"
+    # The image's user (10001) unless overridden; an override must not be root either.
+    assert str(api.get("user", APP_UID)).split(":")[0] not in ("0", "root")
+    assert api["read_only"] is True and api["cap_drop"] == ["ALL"]
+
+
+def test_compose_api_healthcheck_is_liveness_on_its_own_port(compose):
+    api = compose["services"]["api"]
+    _, params = parse_crypto_ml(api["command"])
+    [line] = command_lines(api["healthcheck"]["test"])
+    assert line[:2] == ["python", "-c"]
+    # urlopen raises on a refused connection and on an HTTP error status, so the check fails with the API.
+    assert "urlopen(" in line[2]
+    assert re.findall(r"https?://[^'\"]+", line[2]) == [f"http://127.0.0.1:{params['port']}/healthz"], (
+        "liveness (/healthz), not /readyz: an API whose workers restart is still alive and still queues jobs"
+    )
+    [client_timeout] = [float(t) for t in re.findall(r"timeout=(\d+(?:\.\d+)?)", line[2])]
+    assert seconds(api["healthcheck"]["timeout"]) > client_timeout
+
+
+def test_compose_api_uses_the_ledger_database_and_waits_for_its_services(compose, compose_raw, monkeypatch):
+    api, pipeline = compose["services"]["api"], compose["services"]["worker-pipeline"]
+    assert set(api["depends_on"]) == {"postgres", "rabbitmq", "redis"}
+    url = api["environment"]["CRYPTO_ML_DATABASE_URL"]
+    assert url == pipeline["environment"]["CRYPTO_ML_DATABASE_URL"], "the API's jobs live in the ledger's database"
+    assert url.startswith("postgresql+psycopg://crypto_ml:testonlynotasecret@postgres:5432/")
+    assert "${POSTGRES_PASSWORD:?" in compose_raw["services"]["api"]["environment"]["CRYPTO_ML_DATABASE_URL"]
+    for key, value in api["environment"].items():
+        monkeypatch.setenv(key, str(value))
+    from crypto_ml.config import Settings
+
+    settings = Settings()
+    assert settings.api_cors_origins == "", "CORS is off unless API_CORS_ORIGINS is set"
+    assert seconds(api["stop_grace_period"]) >= settings.api_max_wait_seconds, "a long poll may finish before SIGKILL"
 
 
 # === k8s/ =========================================================================
@@ -684,6 +734,88 @@ def test_k8s_configmap_settings_are_valid(monkeypatch):
     from crypto_ml.config import Settings
 
     Settings()  # raises on a bad value
+
+
+def test_k8s_every_service_selects_pods_with_its_target_port():
+    templates = [
+        (doc["spec"]["template"]["metadata"]["labels"], pod_spec(doc))
+        for _, doc in k8s_manifests()
+        if doc["kind"] in ("Deployment", "StatefulSet")
+    ]
+    for name, service in k8s_objects("Service").items():
+        selector = service["spec"]["selector"]
+        pods = [spec for labels, spec in templates if selector.items() <= labels.items()]
+        assert pods, f"Service {name} selects no pod"
+        ports = [port for pod in pods for container in pod["containers"] for port in container.get("ports", [])]
+        for port in service["spec"]["ports"]:
+            target = port.get("targetPort", port["port"])
+            key = "name" if isinstance(target, str) else "containerPort"
+            assert any(item.get(key) == target for item in ports), f"Service {name}: no container port {target!r}"
+
+
+def api_container() -> dict[str, Any]:
+    [container] = pod_spec(k8s_objects("Deployment")["crypto-ml-api"])["containers"]
+    return container
+
+
+def test_k8s_api_probes_liveness_on_healthz_and_readiness_on_readyz(monkeypatch):
+    container = api_container()
+    name, params = parse_crypto_ml(container["command"])
+    assert name == "serve" and params["host"] == "0.0.0.0"
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports == {"http": params["port"]}
+    for probe, path in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = container[probe]["httpGet"]
+        assert get["path"] == path and ports.get(get["port"], get["port"]) == params["port"], probe
+    env = container_env(container)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    from crypto_ml.config import Settings
+
+    settings = Settings()
+    # /readyz waits up to probe_timeout for a worker's reply; a shorter probe timeout would fail every time.
+    assert container["readinessProbe"]["timeoutSeconds"] > settings.probe_timeout
+    assert env["CRYPTO_ML_DATABASE_URL"].startswith("postgresql+psycopg://change-me:change-me@postgres:5432/")
+    pod = pod_spec(k8s_objects("Deployment")["crypto-ml-api"])
+    pause = float(container["lifecycle"]["preStop"]["exec"]["command"][1])
+    assert pod["terminationGracePeriodSeconds"] >= settings.api_max_wait_seconds + pause, "a long poll may finish"
+
+
+def test_k8s_api_is_replicated_and_rolls_without_downtime():
+    deployment = k8s_objects("Deployment")["crypto-ml-api"]
+    assert deployment["spec"]["replicas"] >= 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    limits = api_container()["resources"]["limits"]
+    _, params = parse_crypto_ml(api_container()["command"])
+    assert quantity(limits["cpu"]) >= params["workers"], "one core per uvicorn process"
+
+
+def test_k8s_postgres_takes_its_password_from_the_secret():
+    [postgres] = pod_spec(k8s_objects("StatefulSet")["postgres"])["containers"]
+    env = {item["name"]: item for item in postgres["env"]}
+    wanted = {"name": "crypto-ml-broker", "key": "database-password"}
+    assert env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"] == wanted
+    api_env = {item["name"]: item for item in api_container()["env"]}
+    assert api_env["DATABASE_PASSWORD"]["valueFrom"]["secretKeyRef"] == wanted, "the API logs in as the same user"
+
+
+def test_ingress_example_sends_https_to_the_api_service():
+    from crypto_ml.config import Settings
+
+    [ingress] = k8s_objects("Ingress").values()
+    assert ingress["metadata"]["namespace"] == "crypto-ml", "applied alone with kubectl, not through kustomize"
+    spec = ingress["spec"]
+    tls_hosts = {host for entry in spec["tls"] for host in entry["hosts"]}
+    services = k8s_objects("Service")
+    for rule in spec["rules"]:
+        assert rule["host"] in tls_hosts, f"{rule['host']}: API keys must not travel over plain HTTP"
+        for path in rule["http"]["paths"]:
+            backend = path["backend"]["service"]
+            assert backend["name"] == "api" and backend["name"] in services
+            assert backend["port"]["name"] in {port["name"] for port in services["api"]["spec"]["ports"]}
+    annotations = ingress["metadata"]["annotations"]
+    read_timeout = float(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"])
+    assert read_timeout > Settings().api_max_wait_seconds, "the proxy would cut a long poll short"
 
 
 # --- KEDA and the HPA alternative -----------------------------------------------
@@ -948,7 +1080,7 @@ def test_kustomizations_cover_every_manifest_but_the_template_and_the_job():
     assert hpa["resources"] == ["../base", "hpa.yaml"], "KEDA and the HPA are alternatives: never both"
     for doc in (base, keda, hpa):
         assert doc["namespace"] == "crypto-ml"
-    for top_level in ("secret.example.yaml", "manager-job.yaml"):
+    for top_level in ("secret.example.yaml", "manager-job.yaml", "ingress.example.yaml"):
         assert (K8S / top_level).is_file()
 
 
@@ -1001,9 +1133,9 @@ def test_dockerfile_is_multi_stage_non_root_with_a_worker_healthcheck():
     users = [a for k, a in runtime if k == "USER"]
     assert users and users[-1].split(":")[0] == str(APP_UID), "the final image runs as the fixed non-root UID"
     [extras] = [a.split("=", 1)[1].strip('"') for k, a in runtime if k == "ARG" and a.startswith("EXTRAS=")]
-    assert set(extras.split(",")) == {"stats", "exchanges", "postgres"}, (
+    assert set(extras.split(",")) == {"stats", "exchanges", "postgres", "api"}, (
         "by default the light image: the light queue runs garch, ets, theta and arima; the manager fetches prices; "
-        "the pipeline worker writes the ledger on PostgreSQL"
+        "the pipeline worker writes the ledger on PostgreSQL; the API runs `crypto-ml serve`"
     )
     [healthcheck] = [a for k, a in runtime if k == "HEALTHCHECK"]
     [cmd] = [a for k, a in runtime if k == "CMD"]

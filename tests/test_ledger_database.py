@@ -16,12 +16,16 @@ from crypto_ml.ledger.database import mask_url
 from crypto_ml.ledger.schema import Base
 
 TABLES = {"runs", "forecasts", "forecast_intervals", "scores", "interval_scores", "locks"}
+#: The HTTP API's tables (crypto_ml.api.schema, migration 0002), in the same database.
+API_TABLES = {"api_keys", "api_sessions", "jobs", "job_tasks", "job_results"}
+#: The newest migration.
+HEAD = "0002"
 
 
 def test_open_creates_the_tables_empty(ledger):
     names = set(inspect(ledger.engine).get_table_names())
-    assert names == TABLES | {"alembic_version"}
-    assert table_counts(ledger) == dict.fromkeys(TABLES, 0)
+    assert names == TABLES | API_TABLES | {"alembic_version"}
+    assert table_counts(ledger) == dict.fromkeys(TABLES | API_TABLES, 0)
     assert ledger.backend in ("sqlite", "postgresql")
 
 
@@ -49,7 +53,7 @@ def test_opening_again_is_idempotent(ledger_url):
         connection.execute(text("INSERT INTO locks VALUES ('kept', 'me', '2024-01-01', '2024-01-02')"))
         connection.commit()
     with open_ledger(ledger_url) as second, second.engine.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [HEAD]
         assert connection.execute(text("SELECT name FROM locks")).scalars().all() == ["kept"]
 
 
@@ -72,7 +76,7 @@ def test_processes_opening_a_new_ledger_at_once_all_succeed(ledger_url):
     outcomes = [process.communicate(timeout=120) for process in processes]
     assert [process.returncode for process in processes] == [0] * 4, [err[-2000:] for _, err in outcomes]
     with open_ledger(ledger_url, upgrade=False) as ledger, ledger.engine.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [HEAD]
         assert set(inspect(connection).get_table_names()) >= TABLES
 
 
@@ -96,7 +100,7 @@ def test_threads_opening_a_new_ledger_at_once_all_succeed(ledger_url):
         thread.join(timeout=120)
     assert errors == []
     with open_ledger(ledger_url, upgrade=False) as ledger, ledger.engine.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [HEAD]
 
 
 def test_sqlite_is_configured_for_concurrent_use(tmp_path):

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from alembic import context
 
+# The API's tables (jobs, keys, sessions) live in the ledger's database and on its metadata; importing their
+# module registers them, so the schema check and table_counts know them wherever the migrations run.
+import crypto_ml.api.schema  # noqa: F401
 from crypto_ml.ledger.schema import Base
 
 connection = context.config.attributes["connection"]
