@@ -9,7 +9,7 @@
 * ``scoring``: scores every forecast whose target date has an actual price,
   step by step, with the backtest's own per-step metrics.
 * ``lock``: a lock with an expiry in the database, so one pipeline cycle runs at a time.
-* ``latest``: the newest forecast of a coin and model, with its actuals once scored (the API's ``/v1/forecasts/latest``).
+* ``latest``: the newest forecast of a coin and model, with its actuals once scored (``GET /v1/forecasts/latest``).
 * ``report``: rolling per-model accuracy, coverage and drift alerts; ``prometheus``: the same as metrics.
 * ``cli``: ``crypto-ml ledger report`` and ``serve-metrics``.
 
