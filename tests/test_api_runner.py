@@ -144,6 +144,35 @@ def test_a_stopped_runner_hands_its_jobs_to_the_next_at_once(ledger, synth_dir):
     assert job_row(ledger, job_id).owner == other.owner
 
 
+def test_an_idle_runner_leaves_the_database_alone_until_woken(ledger, synth_dir, monkeypatch):
+    """With no job of its own it sleeps until its next claim scan, not ``poll_interval``; ``wake()`` ticks at once."""
+    from sqlalchemy import event
+
+    monkeypatch.setattr("crypto_ml.api.runner.CLAIM_INTERVAL_SECONDS", 5.0)
+    runner = JobRunner(ledger, manager_factory=factory(synth_dir), poll_interval=0.01).start()
+    statements: list[str] = []
+
+    def count(connection, cursor, statement, *args):
+        statements.append(statement)
+
+    try:
+        time.sleep(0.1)  # its first tick: a claim scan and a look for its jobs
+        event.listen(ledger.engine, "before_cursor_execute", count)
+        time.sleep(0.5)  # fifty polls' worth
+        idle = list(statements)
+        job_id, _ = submit(ledger, runner, "forecast", {**FORECAST, "model": "no_such_model", "coins": ["bitcoin"]})
+        runner.wake()
+        deadline = time.monotonic() + 3  # before the next claim scan, 5 s after the first, would find it
+        while job_row(ledger, job_id).status != "failed" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert job_row(ledger, job_id).status == "failed"
+    finally:
+        event.remove(ledger.engine, "before_cursor_execute", count)
+        runner.stop()
+    # At most the end of the first tick (SQLite counts its BEGIN): not three statements every 10 ms.
+    assert len(idle) <= 3, idle
+
+
 # --- with workers ---------------------------------------------------------------------------------------
 
 

@@ -193,3 +193,34 @@ def test_a_reader_does_not_hold_up_a_writer(ledger):
         started = time.perf_counter()
         start_run(ledger, "pipeline", {})  # waits out the 30 s busy timeout if the reader holds the lock
         assert time.perf_counter() - started < 5.0
+
+
+def test_the_pipeline_keeps_the_default_pool_and_a_server_sizes_its_own(postgres_url):
+    """Unchanged for the pipeline (5 kept, pre-ping on); the HTTP API keeps more and may turn pre-ping off."""
+    with open_ledger(postgres_url) as default:
+        assert default.engine.pool.size() == 5 and default.engine.pool._pre_ping
+    with open_ledger(postgres_url, pool_size=20, max_overflow=3, pre_ping=False) as sized:
+        assert sized.engine.pool.size() == 20 and sized.engine.pool._max_overflow == 3
+        assert not sized.engine.pool._pre_ping
+        with sized.reading() as connection:
+            assert connection.execute(text("SELECT 1")).scalar_one() == 1
+
+
+def test_an_autocommit_reader_runs_each_statement_on_its_own(ledger):
+    """On PostgreSQL no transaction spans its statements (no BEGIN, no ROLLBACK on return: each sees what was
+    committed before it), and the connection goes back to the pool as a plain one; on SQLite nothing changes."""
+    postgres = ledger.backend == "postgresql"
+    with ledger.reading(autocommit=True) as reader:
+        assert reader.execute(text("SELECT count(*) FROM runs")).scalar_one() == 0
+        if postgres:
+            assert reader.connection.dbapi_connection.autocommit
+            assert reader.get_execution_options()["isolation_level"] == "AUTOCOMMIT"
+        started = time.perf_counter()
+        start_run(ledger, "pipeline", {})  # a reader never holds up a writer
+        assert time.perf_counter() - started < 5.0
+        # SQLite's read transaction keeps its snapshot, as a plain reader's does.
+        assert reader.execute(text("SELECT count(*) FROM runs")).scalar_one() == (1 if postgres else 0)
+    with ledger.reading() as reader:
+        reader.execute(text("SELECT 1"))
+        if postgres:
+            assert not reader.connection.dbapi_connection.autocommit

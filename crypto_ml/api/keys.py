@@ -183,7 +183,7 @@ def revoke_key(ledger: Ledger, name_or_prefix: str) -> ApiKey:
 
 def list_keys(ledger: Ledger) -> list[ApiKey]:
     """Every key, revoked ones included, oldest first."""
-    with database_errors(ledger, "listing API keys"), ledger.reading() as connection:
+    with database_errors(ledger, "listing API keys"), ledger.reading(autocommit=True) as connection:
         return [_api_key(row._mapping) for row in connection.execute(select(KEYS).order_by(KEYS.c.id))]
 
 
@@ -197,7 +197,7 @@ def authenticate(ledger: Ledger, secret: str) -> ApiKey | None:
     if not isinstance(secret, str) or not secret.startswith(KEY_PREFIX) or len(secret) > MAX_SECRET_LENGTH:
         return None
     query = select(KEYS).where(KEYS.c.key_hash == hash_secret(secret), KEYS.c.revoked_at.is_(None))
-    with database_errors(ledger, "checking an API key"), ledger.reading() as connection:
+    with database_errors(ledger, "checking an API key"), ledger.reading(autocommit=True) as connection:
         row = connection.execute(query).first()
     return None if row is None else _api_key(row._mapping)
 
@@ -239,7 +239,7 @@ def session_key(ledger: Ledger, token: str) -> ApiKey | None:
             KEYS.c.revoked_at.is_(None),
         )
     )
-    with database_errors(ledger, "checking a dashboard session"), ledger.reading() as connection:
+    with database_errors(ledger, "checking a dashboard session"), ledger.reading(autocommit=True) as connection:
         row = connection.execute(query).first()
     return None if row is None else _api_key(row._mapping)
 

@@ -76,13 +76,24 @@ class Ledger:
         self.url = mask_url(engine.url)
         self.backend = engine.dialect.name
 
-    def reading(self) -> Connection:
+    def reading(self, *, autocommit: bool = False) -> Connection:
         """A connection for reading only (use it in a ``with``).
 
         On SQLite its transactions do not take the write lock (see ``_sqlite_engine``),
         so a long report never holds up a cycle's writes; elsewhere it is a plain connection.
+
+        Args:
+            autocommit: On PostgreSQL, run each statement in a transaction of its own
+                (``AUTOCOMMIT``): no ``BEGIN`` before the first, no ``ROLLBACK`` when the
+                connection goes back to the pool, two round trips fewer. For short reads
+                whose statements need not share a snapshot (under PostgreSQL's default
+                READ COMMITTED they never do anyway); the HTTP API reads this way. No
+                effect on SQLite.
         """
-        return self.engine.connect().execution_options(**{READ_ONLY_OPTION: True})
+        options: dict[str, Any] = {READ_ONLY_OPTION: True}
+        if autocommit and self.backend == "postgresql":
+            options["isolation_level"] = "AUTOCOMMIT"
+        return self.engine.connect().execution_options(**options)
 
     def close(self) -> None:
         """Close every pooled connection."""
@@ -100,7 +111,14 @@ class Ledger:
         return f"Ledger({self.url!r})"
 
 
-def open_ledger(url: str | None = None, *, upgrade: bool = True) -> Ledger:
+def open_ledger(
+    url: str | None = None,
+    *,
+    upgrade: bool = True,
+    pool_size: int | None = None,
+    max_overflow: int | None = None,
+    pre_ping: bool = True,
+) -> Ledger:
     """Open the ledger at ``url`` and bring its schema to the newest migration.
 
     Args:
@@ -109,6 +127,15 @@ def open_ledger(url: str | None = None, *, upgrade: bool = True) -> Ledger:
             settings' (``CRYPTO_ML_DATABASE_URL``, else ledger.sqlite beside the model store).
         upgrade: Run the migrations up to the newest; idempotent, and safe
             when several processes open the ledger at once.
+        pool_size: PostgreSQL connections kept open for reuse; None: SQLAlchemy's 5, enough for the
+            pipeline. A server with many threads (the HTTP API) keeps more, or every request past the
+            fifth opens and closes a connection of its own.
+        max_overflow: Connections opened beyond ``pool_size`` when all are in use, closed when returned;
+            None: SQLAlchemy's 10.
+        pre_ping: Test each PostgreSQL connection (``SELECT 1``) as it leaves the pool, so one that died with
+            a database restart is replaced before use. False saves that round trip on every use; a dead
+            connection then fails the statement that meets it, and SQLAlchemy replaces every connection
+            opened before it (the caller must retry: the HTTP API answers 503, its job runner ticks again).
 
     Returns:
         The open ledger.
@@ -122,7 +149,7 @@ def open_ledger(url: str | None = None, *, upgrade: bool = True) -> Ledger:
         from ..config import get_settings
 
         url = get_settings().resolved_database_url()
-    engine = _create_engine(url)
+    engine = _create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pre_ping=pre_ping)
     try:
         if upgrade:
             upgrade_schema(engine)
@@ -159,7 +186,9 @@ def database_errors(ledger: Ledger, doing: str, then: str = "") -> Iterator[None
         raise LedgerError(f"{doing} in the ledger at {ledger.url} failed: {_reason(exc)}{then}") from exc
 
 
-def _create_engine(url: str) -> Engine:
+def _create_engine(
+    url: str, *, pool_size: int | None = None, max_overflow: int | None = None, pre_ping: bool = True
+) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -176,11 +205,17 @@ def _create_engine(url: str) -> Engine:
     try:
         if backend == "sqlite":
             return _sqlite_engine(parsed)
+        pool: dict[str, int] = {}
+        if pool_size is not None:
+            pool["pool_size"] = pool_size
+        if max_overflow is not None:
+            pool["max_overflow"] = max_overflow
         return create_engine(
             parsed,
             # A connection that died with a database restart is replaced before use, not handed to a write.
-            pool_pre_ping=True,
+            pool_pre_ping=pre_ping,
             connect_args={"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S},
+            **pool,
         )
     except (ImportError, NoSuchModuleError) as exc:
         raise MissingDependencyError(
