@@ -37,17 +37,6 @@ log = logging.getLogger(__name__)
 
 API_TITLE = "crypto-ml"
 
-#: PostgreSQL connections each API process keeps open. FastAPI runs the routes in a pool of 40 threads
-#: (anyio's default); with SQLAlchemy's default of 5 kept, every request beyond the fifth at once opened
-#: a connection and closed it after (a new PostgreSQL backend process each time: measured, PostgreSQL
-#: then spent 0.4-0.7 cores at 100 req/s). 20 kept covers the requests that are in the database at once
-#: on a few cores; the overflow lets all 40 threads and the job runner in at a peak.
-API_POOL_SIZE = 20
-
-#: Connections opened past ``API_POOL_SIZE`` at a peak (and closed when returned): 40 threads, the job
-#: runner and a little room. Two processes at their peak then hold 90 of PostgreSQL's default 100.
-API_POOL_OVERFLOW = 25
-
 #: Test each pooled connection as it is taken (one ``;`` round trip). Kept: after a PostgreSQL restart
 #: no request meets a dead connection. Measured at 100 users, turning it off saved about 4 % of the
 #: API's CPU per request, within the run-to-run noise; the auth cache already halved the takes per request.
@@ -227,8 +216,8 @@ def create_app(settings: Settings | None = None, *, start_runner: bool = True) -
 
         ledger = open_ledger(
             settings.resolved_database_url(),
-            pool_size=API_POOL_SIZE,
-            max_overflow=API_POOL_OVERFLOW,
+            pool_size=settings.api_db_pool_size,
+            max_overflow=settings.api_db_max_overflow,
             pre_ping=API_PRE_PING,
         )
         app.state.ledger = ledger
