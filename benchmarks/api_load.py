@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from .harness import Options, Report, percentile
+from .workers import stop_group
 
 NAME = "api_load"
 TITLE = "HTTP API under N concurrent users: submit and status latency, job end-to-end, lost and duplicated jobs"
@@ -232,15 +233,7 @@ class ApiProcess:
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM (uvicorn's graceful shutdown), then SIGKILL to the whole group, so no worker is left."""
         if self.process is not None:
-            if self.process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGTERM)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.process.wait(timeout)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(10)
+            stop_group(self.process, timeout)
         if self._log is not None:
             self._log.close()
             self._log = None

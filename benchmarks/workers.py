@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BenchWorker", "broker_problem", "check_queue", "queue_state", "rss_kib"]
+__all__ = ["BenchWorker", "broker_problem", "check_queue", "queue_state", "rss_kib", "stop_group"]
 
 
 def rss_kib(pid: int) -> dict[str, int]:
@@ -187,19 +187,7 @@ class BenchWorker:
     def stop(self, timeout: float = 30.0) -> None:
         """Warm shutdown (SIGTERM), then SIGKILL to the whole process group, so no pool child is left."""
         if self.process is not None:
-            pgid = self.process.pid  # start_new_session: the group id is the main process's id
-            if self.process.poll() is None:
-                try:
-                    os.killpg(pgid, signal.SIGTERM)
-                    self.process.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    pass
-                except ProcessLookupError:
-                    pass
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pgid, signal.SIGKILL)  # any child that outlived its parent
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(10)
+            stop_group(self.process, timeout)
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -209,3 +197,18 @@ class BenchWorker:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+
+def stop_group(process: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM to a process started with ``start_new_session`` (a graceful shutdown), up to ``timeout``
+    seconds, then SIGKILL to its whole group: no child that outlived its parent is left running."""
+    pgid = process.pid  # start_new_session: the group id is the main process's id
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(10)

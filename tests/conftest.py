@@ -169,9 +169,9 @@ def postgres_admin():
     return None, reason
 
 
-@pytest.fixture
-def postgres_url():
-    """The SQLAlchemy URL of a fresh, empty PostgreSQL database, dropped after the test.
+@contextmanager
+def fresh_postgres_database(prefix: str = "crypto_ml_t") -> Iterator[str]:
+    """A new, empty PostgreSQL database (its SQLAlchemy URL), dropped on exit.
 
     Skips (or fails under CRYPTO_ML_REQUIRE_SERVICES=1) when PostgreSQL does not answer.
     """
@@ -181,7 +181,7 @@ def postgres_url():
     if admin is None:
         skip_or_fail(reason)
     connection, user = admin
-    name = f"crypto_ml_t_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with connection:
         connection.execute(f'CREATE DATABASE "{name}"')
         try:
@@ -189,6 +189,13 @@ def postgres_url():
         finally:
             # FORCE: a test that failed mid-way may leave a connection open (PostgreSQL 13+).
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url():
+    """The SQLAlchemy URL of a fresh, empty PostgreSQL database, dropped after the test."""
+    with fresh_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -211,28 +218,10 @@ def ledger(ledger_url):
 # --- The HTTP API (crypto-ml serve): its database, servers and workers -------------------------------
 
 
-@contextmanager
-def fresh_postgres_database() -> Iterator[str]:
-    """A new, empty PostgreSQL database (its SQLAlchemy URL), dropped on exit; skips when there is no server."""
-    import uuid
-
-    admin, reason = postgres_admin()
-    if admin is None:
-        skip_or_fail(reason)
-    connection, user = admin
-    name = f"crypto_ml_api_{uuid.uuid4().hex[:12]}"
-    with connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"postgresql+psycopg://{user}@{POSTGRES_HOST}:{POSTGRES_PORT}/{name}"
-        finally:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture
 def api_database():
     """A fresh PostgreSQL database for an API server of this test (the ledger's tables and the API's)."""
-    with fresh_postgres_database() as url:
+    with fresh_postgres_database("crypto_ml_api") as url:
         yield url
 
 
@@ -289,7 +278,7 @@ def api_module_env(tmp_path_factory):
 @pytest.fixture(scope="module")
 def module_api_database(api_module_env):
     """``api_database`` shared by a whole test module."""
-    with fresh_postgres_database() as url:
+    with fresh_postgres_database("crypto_ml_api") as url:
         yield url
 
 

@@ -289,6 +289,10 @@ def test_jobs_are_listed_newest_first_a_page_at_a_time(api):
     assert pages == 3
     too_many = api.client.get("/v1/jobs", params={"limit": 1000}, headers=as_key(api, "pager"))
     assert too_many.status_code == 422 and too_many.json()["detail"][0]["loc"] == ["query", "limit"]
+    unknown = api.client.get("/v1/jobs", params={"cursor": "f" * 32}, headers=as_key(api, "pager"))
+    assert unknown.status_code == 422
+    assert unknown.json()["detail"][0]["loc"] == ["query", "cursor"]
+    assert "next_cursor" in unknown.json()["detail"][0]["msg"]
 
 
 # --- what the API knows ------------------------------------------------------------------------------

@@ -6,7 +6,8 @@
 * ``auth``: the Bearer API-key dependency; ``limits``: per-key requests per minute.
 * ``payloads``: request and response bodies, and the checks a request passes before it is queued.
 * ``keys``: API keys and dashboard sessions, stored as hashes; ``schema``: the API's tables.
-* ``jobs``: the job store; ``runner``: the thread that plans, sends, collects and resumes jobs.
+* ``jobs``: the job store; ``runner``: the thread that plans, sends, collects and resumes jobs;
+  ``job_records``: what a finished task stores for each coin.
 * ``dashboard``, ``fan_chart``, ``templates/``, ``static/``: the server-rendered dashboard.
 * ``cli``: ``crypto-ml serve`` and ``crypto-ml apikey``.
 

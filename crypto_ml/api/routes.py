@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from ..config import get_settings
-from ..exceptions import CryptoMLError, UnknownJobError
+from ..exceptions import CryptoMLError, InvalidParameterError, UnknownJobError
 from . import jobs
 from .auth import Caller, require_key
 from .keys import ApiKey
@@ -223,17 +223,8 @@ def list_jobs(
     """A page of jobs without their results; ``next_cursor`` is null on the last page."""
     try:
         documents, next_cursor = jobs.list_jobs(request.app.state.ledger, key.id, limit=limit, before=cursor)
-    except UnknownJobError:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
-            detail=[
-                {
-                    "loc": ["query", "cursor"],
-                    "msg": "unknown cursor; pass a next_cursor from a previous page",
-                    "type": "value_error",
-                }
-            ],
-        ) from None
+    except InvalidParameterError as exc:  # the limit is checked above: what is left is a cursor not of this key
+        raise InvalidRequest([{"loc": ("query", "cursor"), "msg": str(exc), "type": "value_error"}]) from None
     return JobList.model_validate({"jobs": documents, "next_cursor": next_cursor})
 
 

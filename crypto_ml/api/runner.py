@@ -51,8 +51,8 @@ from ..exceptions import CryptoMLError, EngineError, LedgerError
 from ..ledger.database import Ledger
 from ..ledger.lock import default_holder
 from ..ledger.schema import utc_now
-from ..records import failure_record
-from .jobs import ACTIVE, POSITION_STRIDE, StoredRecord, store_job_records_in
+from .job_records import batch_records, coin_records, failure_label
+from .jobs import ACTIVE, StoredRecord, store_job_records_in
 from .schema import Job, JobTask
 
 if TYPE_CHECKING:
@@ -388,7 +388,7 @@ class JobRunner:
             task = self._task_of(job)
             manager = self._manager_now()
             coins = job.request.get("coins")
-            plan = manager.plan(task, None if coins in (None, "all") else coins, label=_label(job.kind, task))
+            plan = manager.plan(task, None if coins in (None, "all") else coins, label=failure_label(job.kind, task))
         except self._errors:
             raise
         except CryptoMLError as exc:
@@ -401,7 +401,7 @@ class JobRunner:
         position = {coin: index for index, coin in enumerate(plan.coins)}
         early: list[StoredRecord] = []
         for coin, found in plan.records.items():
-            early.extend(self._stored(job.kind, task, coin, position.get(coin, len(position)), found))
+            early.extend(coin_records(job.kind, task, coin, position.get(coin, len(position)), found, manager))
         tasks = [
             {
                 "task_id": f"{job.id}.{index}",
@@ -516,12 +516,12 @@ class JobRunner:
                 waiting.add(row.job_id)
                 continue
             try:
-                records = self._batch_records(job.kind, task, row.coins, row.positions, outcome)
+                records = batch_records(job.kind, task, row.coins, row.positions, outcome, self._manager_now())
             except self._errors:
                 raise
             except Exception as exc:  # a record this version cannot read: the batch's coins fail, not the job
                 log.exception("job %s: the records of task %s could not be read", job.id, row.task_id)
-                records = self._batch_records(job.kind, task, row.coins, row.positions, exc)
+                records = batch_records(job.kind, task, row.coins, row.positions, exc, self._manager_now())
             records_by_job.setdefault(row.job_id, []).extend(records)
             collected.append(row.task_id)
         # Jobs left with nothing out: every task collected (or none planned), none unsent, none unreadable.
@@ -590,58 +590,6 @@ class JobRunner:
         except CryptoMLError as exc:
             self._fail(job.id, str(exc))
         return None
-
-    def _batch_records(
-        self,
-        kind: str,
-        task: dict[str, Any],
-        coins: list[str],
-        positions: list[int],
-        outcome: list[dict[str, Any]] | BaseException,
-    ) -> list[StoredRecord]:
-        """One finished task's records to store: its coins' records, or a failure per coin."""
-        by_coin: dict[str, list[dict[str, Any]]] = {}
-        if isinstance(outcome, BaseException):
-            reason: BaseException | str = outcome
-        elif not isinstance(outcome, list):
-            reason = EngineError(f"the task returned {type(outcome).__name__}, not a list of records")
-        else:
-            reason = "the task returned no record for this coin"
-            for record in outcome:
-                record.pop("node", None)  # which worker ran it: the engine logs it, the CLI's records lack it
-                by_coin.setdefault(str(record.get("coin")), []).append(record)
-        label = _label(kind, task)
-        stored: list[StoredRecord] = []
-        for coin, position in zip(coins, positions, strict=True):
-            found = by_coin.get(coin) or [failure_record(coin, label, reason)]
-            stored.extend(self._stored(kind, task, coin, position, found))
-        return stored
-
-    def _stored(
-        self, kind: str, task: dict[str, Any], coin: str, position: int, found: list[dict[str, Any]]
-    ) -> list[StoredRecord]:
-        """A coin's records as the CLI's ``--out`` JSON holds them, with their keys and positions."""
-        if kind == "forecast":
-            from ..results import CoinForecast
-
-            record = CoinForecast.from_record(found[0]).to_record()
-            return [(coin, coin, position * POSITION_STRIDE, record["status"], record)]
-        records = self._manager_now().backtest_records(coin, found, task)
-        return [
-            (
-                f"{coin}|{record.get('model')}|{record.get('window')}",
-                coin,
-                position * POSITION_STRIDE + index,
-                "ok" if record.get("status", "ok") == "ok" else "failed",
-                record,
-            )
-            for index, record in enumerate(records)
-        ]
-
-
-def _label(kind: str, task: dict[str, Any]) -> str:
-    """The model name(s) a failure record carries, as the CLI labels them."""
-    return str(task["model"]) if kind == "forecast" else ",".join(task["models"])
 
 
 def _seconds(value: float) -> dt.timedelta:
