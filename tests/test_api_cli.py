@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -105,3 +106,22 @@ def test_serve_help_lists_its_options():
     text = crypto_ml("serve", "--help").stdout
     for option in ("--host", "--port", "--workers", "--database"):
         assert option in text
+
+
+def test_serve_without_the_api_extra_names_the_pip_install(tmp_path):
+    # A fresh process whose import of uvicorn fails, as on an install without the extra.
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "uvicorn.py").write_text("raise ImportError('no uvicorn here', name='uvicorn')\n")
+    env = {**os.environ, "PYTHONPATH": str(blocker)}
+    done = subprocess.run(
+        [sys.executable, "-m", "crypto_ml", "serve", "--port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "pip install 'crypto-ml[api]'" in done.stderr and "uvicorn" in done.stderr

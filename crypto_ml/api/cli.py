@@ -40,7 +40,16 @@ def serve(host: str, port: int, workers: int, database_url: str | None) -> None:
 
     Keys come from `crypto-ml apikey create`; jobs run on the Celery workers (CRYPTO_ML_BROKER_URL).
     """
-    import uvicorn
+    from ..exceptions import MissingDependencyError
+
+    try:
+        import fastapi  # noqa: F401 - imported here only to fail early, with the fix, when the extra is missing
+        import jinja2  # noqa: F401
+        import uvicorn
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"crypto-ml serve needs the api extra ({exc.name or exc} is not installed): pip install 'crypto-ml[api]'"
+        ) from None
 
     from ..config import get_settings
     from ..ledger.database import open_ledger
