@@ -45,7 +45,6 @@ import os
 import random
 import signal
 import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -56,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from .harness import Options, Report, percentile
-from .workers import stop_group
+from .workers import GroupProcess
 
 NAME = "api_load"
 TITLE = "HTTP API under N concurrent users: submit and status latency, job end-to-end, lost and duplicated jobs"
@@ -182,7 +181,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class ApiProcess:
+class ApiProcess(GroupProcess):
     """``crypto-ml serve`` on 127.0.0.1 in its own process group; a context manager that always stops it.
 
     Args:
@@ -191,14 +190,14 @@ class ApiProcess:
         env: The server's environment.
     """
 
+    #: uvicorn's graceful shutdown waits for open requests (a long poll lasts at most a few seconds here).
+    stop_timeout = 20.0
+
     def __init__(self, workers: int, log_path: Path, env: dict[str, str]) -> None:
+        super().__init__(log_path, env)
         self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self.env = env
-        self.process: subprocess.Popen | None = None
-        self._log: Any = None
 
     def start(self, timeout: float = 60.0) -> ApiProcess:
         """Start the server and wait until ``/healthz`` answers 200.
@@ -210,39 +209,18 @@ class ApiProcess:
 
         command = [sys.executable, "-m", "crypto_ml", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         command += ["--workers", str(self.workers)]
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            command, stdout=self._log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
-        )
+        process = self.launch(command)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+            if process.poll() is not None:
                 self.stop()
-                raise RuntimeError(f"crypto-ml serve exited with {self.process.returncode}: {self.log_tail()}")
+                raise RuntimeError(f"crypto-ml serve exited with {process.returncode}: {self.log_tail()}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
                     return self
             time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"crypto-ml serve did not answer /healthz within {timeout:.0f}s: {self.log_tail()}")
-
-    def log_tail(self, chars: int = 2000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
-
-    def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM (uvicorn's graceful shutdown), then SIGKILL to the whole group, so no worker is left."""
-        if self.process is not None:
-            stop_group(self.process, timeout)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def __enter__(self) -> ApiProcess:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
 
 
 # --- the database ----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BenchWorker", "broker_problem", "check_queue", "queue_state", "rss_kib", "stop_group"]
+__all__ = ["GroupProcess", "BenchWorker", "broker_problem", "check_queue", "queue_state", "rss_kib", "stop_group"]
 
 
 def rss_kib(pid: int) -> dict[str, int]:
@@ -97,7 +97,53 @@ def check_queue(report: Any, queue: str) -> dict[str, int]:
     return state
 
 
-class BenchWorker:
+class GroupProcess:
+    """A command in its own process group, its output in a log file; a context manager that always stops it.
+
+    Subclasses build the command and call ``launch`` in their ``start``, then wait until it answers.
+    """
+
+    #: Seconds ``stop`` waits for a graceful exit before SIGKILL.
+    stop_timeout = 30.0
+
+    def __init__(self, log_path: Path, env: dict[str, str]) -> None:
+        self.log_path = log_path
+        self.env = env
+        self.process: subprocess.Popen | None = None
+        self._log: Any = None
+
+    def start(self, timeout: float = 60.0) -> Any:
+        """Start it and wait until it answers; raise ``RuntimeError`` with the log's tail if it does not."""
+        raise NotImplementedError
+
+    def launch(self, command: list[str]) -> subprocess.Popen:
+        """Start ``command`` with ``env``, its output appended to ``log_path``."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            command, stdout=self._log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+        )
+        return self.process
+
+    def log_tail(self, chars: int = 2000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+    def stop(self, timeout: float | None = None) -> None:
+        """SIGTERM (a graceful shutdown), then SIGKILL to the whole group, so no child is left."""
+        if self.process is not None:
+            stop_group(self.process, self.stop_timeout if timeout is None else timeout)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+class BenchWorker(GroupProcess):
     """One ``celery -A crypto_ml worker`` node for a benchmark; a context manager that always stops it.
 
     Args:
@@ -119,13 +165,10 @@ class BenchWorker:
         app: str = "crypto_ml",
     ) -> None:
         self.node = f"bench-{label}-{uuid.uuid4().hex[:6]}@{os.uname().nodename}"
+        super().__init__(Path(log_dir) / f"{self.node.split('@')[0]}.log", {**os.environ, **(env or {})})
         self.queue = queue
         self.concurrency = concurrency
-        self.log_path = Path(log_dir) / f"{self.node.split('@')[0]}.log"
-        self.env = {**os.environ, **(env or {})}
         self.app = app
-        self.process: subprocess.Popen | None = None
-        self._log: Any = None
 
     def start(self, timeout: float = 90.0) -> BenchWorker:
         """Start the worker and wait until it answers a ping.
@@ -155,16 +198,12 @@ class BenchWorker:
             "--without-mingle",
             "--without-gossip",
         ]
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            command, stdout=self._log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
-        )
+        process = self.launch(command)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+            if process.poll() is not None:
                 self.stop()
-                raise RuntimeError(f"worker {self.node} exited with {self.process.returncode}: {self.log_tail()}")
+                raise RuntimeError(f"worker {self.node} exited with {process.returncode}: {self.log_tail()}")
             if self.node in ping_workers(timeout=1.0):
                 return self
             time.sleep(0.3)
@@ -180,23 +219,6 @@ class BenchWorker:
     def pool_pids(self) -> list[int]:
         """Process ids of the pool children: where the tasks run and the memory grows."""
         return [int(pid) for pid in self.stats().get("pool", {}).get("processes", [])]
-
-    def log_tail(self, chars: int = 2000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Warm shutdown (SIGTERM), then SIGKILL to the whole process group, so no pool child is left."""
-        if self.process is not None:
-            stop_group(self.process, timeout)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def __enter__(self) -> BenchWorker:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
 
 
 def stop_group(process: subprocess.Popen, timeout: float) -> None:

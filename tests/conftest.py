@@ -7,6 +7,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,9 +104,13 @@ def services():
         skip_or_fail(reason)
 
 
-@pytest.fixture
-def start_worker(services, tmp_path):
-    """Start real worker nodes; every one started is stopped at the end of the test."""
+@contextmanager
+def worker_starter(log_dir: Path) -> Iterator[Any]:
+    """A function that starts real worker nodes logging into ``log_dir``; each one started is stopped on exit.
+
+    ``start(name, concurrency=, queues=, wait=, env=)``: ``wait=False`` returns at once (start a server
+    meanwhile, then ``wait_for_nodes``).
+    """
     from workers import WorkerProcess, wait_for_nodes
 
     started: list[WorkerProcess] = []
@@ -113,7 +118,7 @@ def start_worker(services, tmp_path):
     def start(
         name: str = "w", *, concurrency: int = 1, queues: str | None = None, wait: bool = True, env: dict | None = None
     ) -> WorkerProcess:
-        worker = WorkerProcess(name, tmp_path, concurrency=concurrency, queues=queues, env=env).start()
+        worker = WorkerProcess(name, log_dir, concurrency=concurrency, queues=queues, env=env).start()
         started.append(worker)
         if wait:
             try:
@@ -122,9 +127,18 @@ def start_worker(services, tmp_path):
                 raise AssertionError(f"{exc}\n--- worker log ---\n{worker.log()[-3000:]}") from None
         return worker
 
-    yield start
-    for worker in started:
-        worker.stop()
+    try:
+        yield start
+    finally:
+        for worker in started:
+            worker.stop()
+
+
+@pytest.fixture
+def start_worker(services, tmp_path):
+    """Start real worker nodes; every one started is stopped at the end of the test."""
+    with worker_starter(tmp_path) as start:
+        yield start
 
 
 @pytest.fixture
@@ -285,27 +299,11 @@ def module_api_database(api_module_env):
 @pytest.fixture(scope="module")
 def module_start_worker(api_module_env):
     """``start_worker`` for a whole test module: the workers live until the module's last test ends."""
-    from workers import WorkerProcess, wait_for_nodes
-
     reason = services_down_reason()
     if reason:
         skip_or_fail(reason)
-    started: list[WorkerProcess] = []
-
-    def start(name: str = "w", *, concurrency: int = 1, env: dict | None = None, wait: bool = True) -> WorkerProcess:
-        """Start a worker; ``wait=False`` returns at once (start the server meanwhile, then ``wait_for_nodes``)."""
-        worker = WorkerProcess(name, api_module_env, concurrency=concurrency, env=env).start()
-        started.append(worker)
-        if wait:
-            try:
-                wait_for_nodes([worker.node])
-            except TimeoutError as exc:
-                raise AssertionError(f"{exc}\n--- worker log ---\n{worker.log()[-3000:]}") from None
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
+    with worker_starter(api_module_env) as start:
+        yield start
 
 
 @pytest.fixture(scope="module")
